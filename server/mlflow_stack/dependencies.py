@@ -1,0 +1,90 @@
+"""Wait, with a deadline, until PostgreSQL and the artifact bucket answer.
+
+Transient states (still starting, not yet resolvable) are retried; answers that will
+not change by waiting (a rejected password or S3 key) fail at once.
+"""
+
+import time
+from collections.abc import Callable
+
+from mlflow_stack import StackError
+from mlflow_stack.settings import Settings
+
+RETRY_SECONDS = 2
+
+
+def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: str) -> None:
+    """Call attempt() until it returns None (ready); it returns a reason while not ready."""
+    deadline = time.monotonic() + timeout
+    reason = None
+    while time.monotonic() < deadline:
+        reason = attempt()
+        if reason is None:
+            return
+        log(f"waiting for {what}: {reason}")
+        time.sleep(RETRY_SECONDS)
+    raise StackError(
+        f"{what} was not ready within {timeout} s (last: {reason}). Check "
+        f"`docker compose ps` and that service's logs; MLFLOW_STARTUP_TIMEOUT sets the wait."
+    )
+
+
+def wait_for_postgres(settings: Settings, log) -> None:
+    import psycopg2
+
+    def attempt():
+        try:
+            psycopg2.connect(
+                host=settings.postgres_host, port=settings.postgres_port,
+                dbname="mlflow", user="mlflow", connect_timeout=3,
+            ).close()
+        except psycopg2.OperationalError as e:
+            message = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+            if "password authentication failed" in message:
+                raise StackError(
+                    "PostgreSQL rejected the mlflow role's password. The copies in the "
+                    "secrets volumes disagree with the database: if you changed "
+                    "POSTGRES_PASSWORD in .env, run `docker compose up -d` again so both "
+                    "postgres and mlflow pick it up."
+                ) from None
+            return message
+        return None
+
+    where = f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}"
+    _until_deadline(settings.startup_timeout_seconds, attempt, log, where)
+
+
+def wait_for_bucket(settings: Settings, log) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+    )
+
+    def attempt():
+        try:
+            client.head_bucket(Bucket=settings.bucket)
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (401, 403):
+                raise StackError(
+                    f"MinIO at {settings.s3_endpoint_url} rejected MLflow's S3 keys for bucket "
+                    f"'{settings.bucket}' (HTTP {status}). The keys in the secrets volume do "
+                    "not match MinIO's service user: check MLFLOW_S3_ACCESS_KEY / "
+                    "MLFLOW_S3_SECRET_KEY in .env and rerun `docker compose up -d` so "
+                    "minio-init updates the user (docker compose logs minio-init)."
+                ) from None
+            if status == 404:
+                return f"bucket '{settings.bucket}' does not exist yet (minio-init creates it)"
+            return f"HTTP {status}"
+        except BotoCoreError as e:
+            return str(e)
+        return None
+
+    _until_deadline(
+        settings.startup_timeout_seconds, attempt, log, f"S3 bucket '{settings.bucket}'"
+    )

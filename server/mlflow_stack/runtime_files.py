@@ -1,0 +1,69 @@
+"""Files the server reads its credentials from, written at start-up to a private tmpfs.
+
+Keeping secrets in files (not argv or the container's environment) keeps them out of
+`docker inspect`, `ps` and the logs.
+"""
+
+import configparser
+import io
+import os
+from pathlib import Path
+
+from mlflow_stack.settings import Settings
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pgpass(settings: Settings, password: str) -> str:
+    host = _pgpass_field(settings.postgres_host)
+    return f"{host}:{settings.postgres_port}:*:mlflow:{_pgpass_field(password)}\n"
+
+
+def aws_credentials(access_key: str, secret_key: str) -> str:
+    return f"[default]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret_key}\n"
+
+
+def auth_ini(settings: Settings, admin_password: str) -> str:
+    config = configparser.ConfigParser(interpolation=None)
+    config["mlflow"] = {
+        "default_permission": settings.default_permission,
+        "database_uri": settings.database_uri("mlflow_auth"),
+        "admin_username": settings.admin_username,
+        # Used only on the very first start, to create the admin user.
+        "admin_password": admin_password,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+        # Without this cache basic-auth re-hashes the password on every request (see
+        # docs/operations.md): 5 req/s instead of ~28 on two cores.
+        "auth_cache_ttl_seconds": str(settings.auth_cache_ttl_seconds),
+        "auth_cache_max_size": "10000",
+    }
+    out = io.StringIO()
+    config.write(out)
+    return out.getvalue()
+
+
+def write_runtime_files(
+    runtime_dir: Path, settings: Settings, secrets: dict[str, str]
+) -> dict[str, str]:
+    """Write the credential files; return the environment variables that point at them."""
+    runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    files = {
+        "pgpass": pgpass(settings, secrets["postgres_password"]),
+        "aws-credentials": aws_credentials(secrets["s3_access_key"], secrets["s3_secret_key"]),
+        "basic_auth.ini": auth_ini(settings, secrets["admin_password"]),
+    }
+    for name, text in files.items():
+        _write_private(runtime_dir / name, text)
+    return {
+        "PGPASSFILE": str(runtime_dir / "pgpass"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(runtime_dir / "aws-credentials"),
+        "MLFLOW_AUTH_CONFIG_PATH": str(runtime_dir / "basic_auth.ini"),
+    }

@@ -1,0 +1,137 @@
+"""One-shot job: make sure every secret the stack needs exists, before anything starts.
+
+Each service gets its own volume holding only the secrets it reads, owned by the uid
+its image runs as, mode 0600. A value the operator sets in `.env` wins (so rotating
+it there takes effect on the next `up`); otherwise a value generated on the first
+start is kept. Values are never printed.
+
+Run as root inside the server image: python -m mlflow_stack.secrets_init
+"""
+
+import dataclasses
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mlflow_stack import StackError
+
+# uids the service images run as (see each Dockerfile).
+SERVICE_UIDS = {"postgres": 999, "minio": 1000, "mlflow": 1001}
+MIN_PASSWORD_LENGTH = 12
+# Characters that need no quoting in a URL's user info, a pgpass line or an ini value.
+SAFE_CHARACTERS = re.compile(r"[A-Za-z0-9._~!*+=-]+")
+
+
+def _password() -> str:
+    # 32 URL-safe characters, 192 bits: safe in URLs, ini files and shell variables.
+    return secrets.token_urlsafe(24)
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    name: str
+    env: str
+    readers: tuple[str, ...]
+    generate: Callable[[], str] = _password
+    min_length: int = MIN_PASSWORD_LENGTH
+
+    def validate(self, value: str) -> None:
+        if len(value) < self.min_length:
+            raise StackError(
+                f"{self.env} in .env has {len(value)} characters; it needs at least "
+                f"{self.min_length}. Set a longer value, or remove the line to have a strong "
+                "one generated."
+            )
+        if not SAFE_CHARACTERS.fullmatch(value):
+            raise StackError(
+                f"{self.env} in .env may contain only letters, digits and . _ ~ ! * + = - "
+                "(it is used in URLs and config files); change it, or remove the line to "
+                "have one generated."
+            )
+
+
+SECRETS = (
+    Secret("postgres_password", "POSTGRES_PASSWORD", readers=("postgres", "mlflow")),
+    Secret("minio_root_user", "MINIO_ROOT_USER", readers=("minio",),
+           generate=lambda: "root-" + secrets.token_hex(6), min_length=3),
+    Secret("minio_root_password", "MINIO_ROOT_PASSWORD", readers=("minio",)),
+    # MLflow's least-privilege MinIO user: the access key is its user name.
+    Secret("s3_access_key", "MLFLOW_S3_ACCESS_KEY", readers=("minio", "mlflow"),
+           generate=lambda: "mlflow-" + secrets.token_hex(6), min_length=3),
+    Secret("s3_secret_key", "MLFLOW_S3_SECRET_KEY", readers=("minio", "mlflow")),
+    Secret("admin_password", "MLFLOW_ADMIN_PASSWORD", readers=("mlflow",)),
+    Secret("flask_secret_key", "MLFLOW_FLASK_SECRET_KEY", readers=("mlflow",),
+           generate=lambda: secrets.token_hex(32), min_length=32),
+)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        value = path.read_text()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def _write(path: Path, value: str, uid: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chown(tmp, uid, uid)
+    os.replace(tmp, path)
+
+
+def resolve(secret: Secret, env: Mapping[str, str], stored: str | None) -> tuple[str, str]:
+    """Return (value, where it came from) for one secret."""
+    if operator_value := env.get(secret.env, ""):
+        secret.validate(operator_value)
+        return operator_value, "from .env"
+    if stored:
+        return stored, "kept"
+    return secret.generate(), "generated"
+
+
+def ensure_secrets(root: Path, env: Mapping[str, str], uids: Mapping[str, int]) -> list[str]:
+    """Create or update every secret under root/<service>/; return one log line each."""
+    for service, uid in uids.items():
+        directory = root / service
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, uid, uid)
+        directory.chmod(0o700)
+
+    # Resolve (and so validate) everything before writing anything.
+    resolved = []
+    for secret in SECRETS:
+        # The first reader's copy is the reference; the others are kept equal to it.
+        stored = _read(root / secret.readers[0] / secret.name)
+        resolved.append((secret, *resolve(secret, env, stored)))
+
+    report = []
+    for secret, value, origin in resolved:
+        for service in secret.readers:
+            path = root / service / secret.name
+            if _read(path) != value:
+                _write(path, value, uids[service])
+        report.append(f"{secret.name}: {origin} (readers: {', '.join(secret.readers)})")
+    return report
+
+
+def main() -> int:
+    root = Path(os.environ.get("STACK_SECRETS_ROOT", "/secrets"))
+    try:
+        for line in ensure_secrets(root, os.environ, SERVICE_UIDS):
+            print(f"secrets: {line}")
+    except StackError as e:
+        print(f"secrets: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

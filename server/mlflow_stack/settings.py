@@ -1,0 +1,101 @@
+"""The tracking server's settings, read from the environment and checked up front."""
+
+import dataclasses
+import re
+from collections.abc import Mapping
+
+from mlflow_stack import StackError
+
+PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+
+# Always allowed: the in-stack service name (the models job and healthchecks use it),
+# loopback, and the private address ranges MLflow itself allows when no list is given,
+# so http://<server's LAN IP>:5000 works out of the box. Public names come from
+# MLFLOW_ALLOWED_HOSTS.
+BUILTIN_ALLOWED_HOSTS = (
+    "mlflow", "mlflow:*", "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*",
+    "[::1]", "[[]::1]:*", "10.*", "192.168.*",
+    *(f"172.{i}.*" for i in range(16, 32)),
+)
+
+_HOST_PATTERN = re.compile(r"^[A-Za-z0-9*\[\]:._-]+$")
+
+
+def allowed_hosts(extra: str) -> list[str]:
+    """Turn MLFLOW_ALLOWED_HOSTS ("a.example.com, b:8443") into --allowed-hosts entries.
+
+    A name without a port is allowed on any port, since the Host header carries the port
+    the browser used (":5000", or none behind a proxy on 443).
+    """
+    hosts = list(BUILTIN_ALLOWED_HOSTS)
+    for raw in extra.split(","):
+        host = raw.strip()
+        if not host:
+            continue
+        if "://" in host or "/" in host:
+            raise StackError(
+                f"MLFLOW_ALLOWED_HOSTS entry {host!r} looks like a URL; list bare host "
+                "names such as mlflow.example.com (optionally with :port), comma-separated."
+            )
+        if not _HOST_PATTERN.match(host):
+            raise StackError(f"MLFLOW_ALLOWED_HOSTS entry {host!r} is not a host name.")
+        candidates = [host] if ":" in host.lstrip("[") else [host, f"{host}:*"]
+        hosts.extend(h for h in candidates if h not in hosts)
+    return hosts
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a whole number (default {default}).") from None
+    if value < minimum:
+        raise StackError(f"{name}={value} must be at least {minimum} (default {default}).")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    allowed_hosts: list[str]
+    default_permission: str
+    admin_username: str
+    workers: int
+    auth_cache_ttl_seconds: int
+    startup_timeout_seconds: int
+    bucket: str
+    postgres_host: str
+    postgres_port: int
+    s3_endpoint_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        permission = env.get("MLFLOW_DEFAULT_PERMISSION", "").strip().upper() or "READ"
+        if permission not in PERMISSIONS:
+            raise StackError(
+                f"MLFLOW_DEFAULT_PERMISSION={permission!r} is not one of {', '.join(PERMISSIONS)}."
+            )
+        admin = env.get("MLFLOW_ADMIN_USERNAME", "").strip() or "admin"
+        bucket = env.get("MLFLOW_S3_BUCKET", "").strip() or "mlflow"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise StackError(
+                f"MLFLOW_S3_BUCKET={bucket!r} is not a valid bucket name "
+                "(3-63 lower-case letters, digits, dots and dashes)."
+            )
+        return cls(
+            allowed_hosts=allowed_hosts(env.get("MLFLOW_ALLOWED_HOSTS", "")),
+            default_permission=permission,
+            admin_username=admin,
+            workers=_int(env, "MLFLOW_WORKERS", 4, 1),
+            auth_cache_ttl_seconds=_int(env, "MLFLOW_AUTH_CACHE_TTL_SECONDS", 60, 0),
+            startup_timeout_seconds=_int(env, "MLFLOW_STARTUP_TIMEOUT", 120, 1),
+            bucket=bucket,
+            postgres_host=env.get("POSTGRES_HOST", "postgres"),
+            postgres_port=_int(env, "POSTGRES_PORT", 5432, 1),
+            s3_endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL", "http://minio:9000"),
+        )
+
+    def database_uri(self, database: str) -> str:
+        # No password here: libpq reads it from PGPASSFILE, so it stays out of argv and logs.
+        # psycopg2 explicitly: SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3.
+        return f"postgresql+psycopg2://mlflow@{self.postgres_host}:{self.postgres_port}/{database}"

@@ -1,0 +1,104 @@
+"""Drives one throwaway copy of the stack with Docker Compose, as an operator would."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compose_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    # Docker without the buildx plugin (as on our build machines) builds with the
+    # classic builder; with buildx, BuildKit is used as usual.
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        env["DOCKER_BUILDKIT"] = "0"
+    env.update(extra or {})
+    return env
+
+
+class Stack:
+    def __init__(self, project: str, port: int, env: dict[str, str] | None = None):
+        self.project = project
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {"BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(port), **(env or {})}
+
+    def compose(self, *args: str, check: bool = True, input: str | None = None,
+                env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
+        command = ["docker", "compose", "--project-directory", str(REPO), "-p", self.project, *args]
+        result = subprocess.run(
+            command, cwd=REPO, env=compose_env({**self.env, **(env or {})}), input=input,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def exec(self, service: str, *args: str, check: bool = True, input: str | None = None) -> str:
+        return self.compose("exec", "-T", service, *args, check=check, input=input).stdout
+
+    def build(self) -> None:
+        self.compose("build", timeout=3600)
+
+    def up(self, timeout: float = 300) -> None:
+        self.compose("up", "-d")
+        self.wait_healthy(timeout)
+
+    def down(self, volumes: bool = False) -> None:
+        self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
+
+    def logs(self) -> str:
+        return self.compose("logs", "--no-color", "--timestamps", check=False).stdout
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = requests.get(f"{self.url}/health", timeout=5)
+                if last.status_code == 200 and self.container_health("mlflow") == "healthy":
+                    return
+            except requests.RequestException as e:
+                last = e
+            time.sleep(2)
+        raise AssertionError(f"stack not healthy after {timeout} s (last: {last})\n{self.logs()[-8000:]}")
+
+    def container_health(self, service: str) -> str | None:
+        ids = self.compose("ps", "-q", service, check=False).stdout.split()
+        if not ids:
+            return None
+        out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True).stdout
+        state = json.loads(out)[0]["State"]
+        return (state.get("Health") or {}).get("Status") or state["Status"]
+
+    def secret(self, service: str, name: str) -> str:
+        return self.exec(service, "cat", f"/secrets/{service}/{name}")
+
+    def admin_password(self) -> str:
+        return self.secret("mlflow", "admin_password")
+
+    def mc(self, *args: str) -> str:
+        """mc as MinIO's root, from inside the stack network (the laptop has no S3 keys)."""
+        return self.exec("minio", "mc-root.sh", *args)
+
+
+def docker_available() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True
+    ).returncode == 0

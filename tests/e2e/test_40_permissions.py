@@ -1,0 +1,69 @@
+"""A second, non-admin user: READ by default, EDIT once the operator grants it."""
+
+import os
+import subprocess
+import time
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import RestException
+
+from .stack import REPO
+
+
+def user_script(stack, *args, input=None):
+    return subprocess.run(
+        [str(REPO / "scripts" / "user"), *args], capture_output=True, text=True, input=input,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": stack.project}, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    name = f"alice{time.time_ns() % 10**8}"
+    result = user_script(stack, "add", name)
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.split("password: ")[1].strip()
+    return name, password
+
+
+def test_user_script_lists_the_new_user(stack, alice):
+    result = user_script(stack, "list")
+    assert result.returncode == 0, result.stderr
+    assert alice[0] in result.stdout
+
+
+def test_read_only_user_reads_but_cannot_write_until_granted(stack, admin, alice, as_user):
+    as_user(*admin)
+    experiment = f"shared-{time.time_ns()}"
+    experiment_id = MlflowClient().create_experiment(experiment)
+
+    as_user(*alice)
+    client = MlflowClient()
+    assert client.get_experiment(experiment_id).name == experiment
+    with pytest.raises(RestException) as e:
+        client.create_run(experiment_id)
+    assert e.value.get_http_status_code() == 403
+
+    result = user_script(stack, "grant", alice[0], "EDIT", "experiment", experiment)
+    assert result.returncode == 0, result.stderr
+    run = client.create_run(experiment_id)
+    client.log_param(run.info.run_id, "who", alice[0])
+    assert client.get_run(run.info.run_id).data.params["who"] == alice[0]
+
+
+def test_non_admin_cannot_manage_users(stack, alice, as_user):
+    from mlflow.server import get_app_client
+
+    as_user(*alice)
+    auth = get_app_client("basic-auth", tracking_uri=stack.url)
+    with pytest.raises(RestException) as e:
+        auth.create_user(f"mallory{time.time_ns() % 10**6}", "mallory-password-123")
+    assert e.value.get_http_status_code() == 403
+
+
+def test_user_script_errors_are_one_clear_line(stack):
+    result = user_script(stack, "grant", "nobody-here", "EDIT", "experiment", "no-such-experiment")
+    assert result.returncode == 1
+    assert "no experiment named 'no-such-experiment'" in result.stderr
+    assert "Traceback" not in result.stderr

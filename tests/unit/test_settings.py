@@ -1,0 +1,60 @@
+import pytest
+
+from mlflow_stack import StackError
+from mlflow_stack.settings import BUILTIN_ALLOWED_HOSTS, Settings, allowed_hosts
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert s.default_permission == "READ"
+    assert s.admin_username == "admin"
+    assert s.workers == 4
+    assert s.auth_cache_ttl_seconds == 60
+    assert s.bucket == "mlflow"
+    assert s.allowed_hosts == list(BUILTIN_ALLOWED_HOSTS)
+
+
+def test_service_name_and_loopback_always_allowed():
+    hosts = allowed_hosts("")
+    for host in ("mlflow:*", "localhost:*", "127.0.0.1:*"):
+        assert host in hosts
+
+
+def test_public_names_are_allowed_on_any_port_unless_a_port_is_given():
+    hosts = allowed_hosts(" mlflow.example.com, ml.corp:8443 ,,")
+    assert "mlflow.example.com" in hosts
+    assert "mlflow.example.com:*" in hosts
+    assert "ml.corp:8443" in hosts
+    assert "ml.corp" not in hosts
+
+
+@pytest.mark.parametrize("bad", ["https://mlflow.example.com", "host/path", "a b"])
+def test_urls_and_junk_in_allowed_hosts_are_refused(bad):
+    with pytest.raises(StackError, match="MLFLOW_ALLOWED_HOSTS"):
+        allowed_hosts(bad)
+
+
+def test_permission_is_normalised_and_checked():
+    assert Settings.from_env({"MLFLOW_DEFAULT_PERMISSION": "edit"}).default_permission == "EDIT"
+    with pytest.raises(StackError, match="MLFLOW_DEFAULT_PERMISSION='WRITE' is not one of"):
+        Settings.from_env({"MLFLOW_DEFAULT_PERMISSION": "write"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MLFLOW_WORKERS", "four", "not a whole number"),
+        ("MLFLOW_WORKERS", "0", "at least 1"),
+        ("MLFLOW_AUTH_CACHE_TTL_SECONDS", "-1", "at least 0"),
+        ("MLFLOW_S3_BUCKET", "My_Bucket", "not a valid bucket name"),
+    ],
+)
+def test_bad_values_name_the_variable(name, value, message):
+    with pytest.raises(StackError, match=message) as e:
+        Settings.from_env({name: value})
+    assert name in str(e.value)
+
+
+def test_database_uri_uses_psycopg2_and_holds_no_password():
+    uri = Settings.from_env({}).database_uri("mlflow_auth")
+    assert uri == "postgresql+psycopg2://mlflow@postgres:5432/mlflow_auth"
