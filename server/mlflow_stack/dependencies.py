@@ -39,7 +39,7 @@ def wait_for_postgres(settings: Settings, log) -> None:
                 dbname="mlflow", user="mlflow", connect_timeout=3,
             ).close()
         except psycopg2.OperationalError as e:
-            message = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+            message = str(e).strip() or repr(e)
             if "password authentication failed" in message:
                 raise StackError(
                     "PostgreSQL rejected the mlflow role's password. The copies in the "
@@ -47,7 +47,8 @@ def wait_for_postgres(settings: Settings, log) -> None:
                     "POSTGRES_PASSWORD in .env, run `docker compose up -d` again so both "
                     "postgres and mlflow pick it up."
                 ) from None
-            return message
+            # libpq's first line says what happened; later ones add context.
+            return message.splitlines()[0]
         return None
 
     where = f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}"

@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from mlflow.exceptions import MlflowException, RestException
+    from mlflow.exceptions import MlflowException
 
     secrets_dir = Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
@@ -145,15 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as e:
         print(f"user: {e}", file=sys.stderr)
         return 1
-    except RestException as e:
-        print(f"user: MLflow refused: {e.message} ({e.error_code})", file=sys.stderr)
-        if e.error_code == "UNAUTHENTICATED":
-            print("user: the admin password in the secrets volume no longer works; it was "
-                  "probably changed after the first start (see README: Credentials).",
-                  file=sys.stderr)
-        return 1
     except MlflowException as e:
-        print(f"user: {e.message}", file=sys.stderr)
+        print(f"user: MLflow refused: {e.message}", file=sys.stderr)
+        if "401" in e.message:
+            print("user: the admin password in the secrets volume no longer works; set "
+                  "MLFLOW_ADMIN_PASSWORD in .env and run `docker compose up -d` to reset it.",
+                  file=sys.stderr)
         return 1
     return 0
 
