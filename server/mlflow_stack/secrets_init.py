@@ -19,7 +19,7 @@ from pathlib import Path
 from mlflow_stack import StackError
 
 # uids the service images run as (see each Dockerfile).
-SERVICE_UIDS = {"postgres": 999, "minio": 1000, "mlflow": 1001}
+SERVICE_UIDS = {"postgres": 999, "minio": 1000, "mlflow": 1001, "models": 1002}
 MIN_PASSWORD_LENGTH = 12
 # Characters that need no quoting in a URL's user info, a pgpass line or an ini value.
 SAFE_CHARACTERS = re.compile(r"[A-Za-z0-9._~!*+=-]+")
@@ -63,6 +63,8 @@ SECRETS = (
            generate=lambda: "mlflow-" + secrets.token_hex(6), min_length=3),
     Secret("s3_secret_key", "MLFLOW_S3_SECRET_KEY", readers=("minio", "mlflow")),
     Secret("admin_password", "MLFLOW_ADMIN_PASSWORD", readers=("mlflow",)),
+    # The models job's own non-admin MLflow account (created by the server on start).
+    Secret("models_password", "MLFLOW_MODELS_PASSWORD", readers=("mlflow", "models")),
     Secret("flask_secret_key", "MLFLOW_FLASK_SECRET_KEY", readers=("mlflow",),
            generate=lambda: secrets.token_hex(32), min_length=32),
 )

@@ -16,7 +16,8 @@ from mlflow_stack.runtime_files import write_runtime_files
 from mlflow_stack.settings import Settings
 
 SECRET_NAMES = (
-    "postgres_password", "s3_access_key", "s3_secret_key", "admin_password", "flask_secret_key",
+    "postgres_password", "s3_access_key", "s3_secret_key", "admin_password", "models_password",
+    "flask_secret_key",
 )
 
 
@@ -73,13 +74,15 @@ def migrate(settings: Settings) -> None:
 
 def main() -> None:
     settings = Settings.from_env(os.environ)
-    secrets = read_secrets(Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow")))
+    secrets_dir = Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow"))
+    secrets = read_secrets(secrets_dir)
     runtime_dir = Path(os.environ.get("RUNTIME_DIR", "/run/mlflow"))
     # From here on this process's environment is the server's; the clients used for
     # waiting (libpq, boto3) read the same credential files.
     os.environ.update(write_runtime_files(runtime_dir, settings, secrets))
     os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets["flask_secret_key"]
+    os.environ["MODELS_PASSWORD_FILE"] = str(secrets_dir / "models_password")
     # Credentials come only from the files above, never from inherited variables.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"):
         os.environ.pop(name, None)

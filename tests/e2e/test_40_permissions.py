@@ -67,3 +67,14 @@ def test_user_script_errors_are_one_clear_line(stack):
     assert result.returncode == 1
     assert "no experiment named 'no-such-experiment'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_models_account_exists_and_is_not_an_admin(stack):
+    import requests
+
+    models = ("models", stack.secret("mlflow", "models_password"))
+    search = stack.url + "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert requests.get(search, auth=models, timeout=10).status_code == 200
+    create = requests.post(stack.url + "/api/2.0/mlflow/users/create", auth=models, timeout=10,
+                           json={"username": "eve-by-models", "password": "eve-password-123"})
+    assert create.status_code == 403

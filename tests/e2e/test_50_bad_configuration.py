@@ -21,7 +21,7 @@ def test_short_admin_password_is_refused_before_anything_is_written(stack, admin
 def _run_server_with_secrets(stack, overrides: dict[str, str]) -> subprocess.CompletedProcess:
     """Start a second server container whose secret files differ from the stack's."""
     names = ("postgres_password", "s3_access_key", "s3_secret_key", "admin_password",
-             "flask_secret_key")
+             "models_password", "flask_secret_key")
     with tempfile.TemporaryDirectory() as directory:
         os.chmod(directory, 0o755)
         for name in names:

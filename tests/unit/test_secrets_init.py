@@ -6,7 +6,7 @@ import pytest
 from mlflow_stack import StackError
 from mlflow_stack.secrets_init import SECRETS, ensure_secrets
 
-UIDS = {service: os.getuid() for service in ("postgres", "minio", "mlflow")}
+UIDS = {service: os.getuid() for service in ("postgres", "minio", "mlflow", "models")}
 
 
 def _files(root):
