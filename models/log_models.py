@@ -58,6 +58,8 @@ class Weights:
     onnx_dir: Path
     chat_origin: str
     onnx_origin: str
+    # What the chat model calls itself in responses ("model" field).
+    model_id: str
 
 
 @dataclass
@@ -105,7 +107,7 @@ def _hub_weights(cache_dir: Path) -> Weights:
             f"cannot download Phi-3 from the Hugging Face hub ({type(exc).__name__}); "
             "set PHI3_SOURCE=local with PHI3_HF_DIR and PHI3_ONNX_DIR, or PHI3_SOURCE=tiny for a small test model"
         ) from None
-    return Weights("hub", Path(hf_dir), Path(onnx_root) / HUB_ONNX_SUBFOLDER, HUB_CHAT_REPO, f"{HUB_ONNX_REPO}/{HUB_ONNX_SUBFOLDER}")
+    return Weights("hub", Path(hf_dir), Path(onnx_root) / HUB_ONNX_SUBFOLDER, HUB_CHAT_REPO, f"{HUB_ONNX_REPO}/{HUB_ONNX_SUBFOLDER}", HUB_CHAT_REPO)
 
 
 def _local_weights() -> Weights:
@@ -117,7 +119,7 @@ def _local_weights() -> Weights:
         raise JobError(f"PHI3_HF_DIR={hf_dir} is not a Hugging Face model folder (no config.json)")
     if not (onnx_dir / "genai_config.json").is_file():
         raise JobError(f"PHI3_ONNX_DIR={onnx_dir} is not an onnxruntime-genai model folder (no genai_config.json)")
-    return Weights("local", hf_dir, onnx_dir, str(hf_dir), str(onnx_dir))
+    return Weights("local", hf_dir, onnx_dir, str(hf_dir), str(onnx_dir), hf_dir.resolve().name)
 
 
 def _tiny_weights(work_dir: Path) -> Weights:
@@ -132,7 +134,7 @@ def _tiny_weights(work_dir: Path) -> Weights:
         onnx_dir = export_onnx(hf_dir, work_dir / f"onnx-{precision}", precision, cache_dir=work_dir / "builder-cache")
     except OnnxExportError as exc:
         raise JobError(str(exc)) from None
-    return Weights("tiny", hf_dir, onnx_dir, "tiny random Phi-3 (models/tiny_phi3.py)", f"tiny random Phi-3, ONNX {precision}")
+    return Weights("tiny", hf_dir, onnx_dir, "tiny random Phi-3 (models/tiny_phi3.py)", f"tiny random Phi-3, ONNX {precision}", "tiny-phi3")
 
 
 def resolve_weights(source: str, work_dir: Path) -> Weights:
@@ -185,6 +187,8 @@ def log_chat_model(weights: Weights, name: str) -> tuple[str, dict[str, str]]:
     # "auto" keeps the checkpoint's own dtype (bfloat16 for the real Phi-3),
     # which halves memory and the logged size compared to float32.
     model = AutoModelForCausalLM.from_pretrained(weights.hf_dir, dtype="auto")
+    # Otherwise responses name a temporary or cache path as their model.
+    model.name_or_path = weights.model_id
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     dtype = str(model.dtype).removeprefix("torch.")
     tags = {
@@ -214,6 +218,7 @@ def log_chat_model(weights: Weights, name: str) -> tuple[str, dict[str, str]]:
 def log_onnx_model(weights: Weights, name: str) -> tuple[str, dict[str, str]]:
     """Wrapper B: pyfunc over onnxruntime-genai with the ONNX folder as artifact."""
     import mlflow
+    import pandas as pd
     import phi3_onnx_model
     from phi3_onnx_model import ARTIFACT_KEY, Phi3OnnxModel, model_signature
 
@@ -232,7 +237,10 @@ def log_onnx_model(weights: Weights, name: str) -> tuple[str, dict[str, str]]:
         artifacts={ARTIFACT_KEY: str(weights.onnx_dir)},
         code_paths=[phi3_onnx_model.__file__],
         signature=model_signature(weights.onnx_dir),
-        input_example=({"prompt": ["<|user|>\nWhat is MLflow?<|end|>\n<|assistant|>\n"]}, {"max_new_tokens": 16}),
+        input_example=(
+            pd.DataFrame({"prompt": ["<|user|>\nWhat is MLflow?<|end|>\n<|assistant|>\n"]}),
+            {"max_new_tokens": 16},
+        ),
         pip_requirements=pinned(ONNX_PACKAGES),
         registered_model_name=name,
     )
@@ -338,11 +346,15 @@ def explain(exc: Exception) -> str | None:
 
 
 def run() -> list[Registered]:
-    import mlflow
-
     source = env("PHI3_SOURCE", "hub")
     if source not in SOURCES:
         raise JobError(f"PHI3_SOURCE must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source != "hub":
+        # Local and tiny weights must never reach out (model cards, configs):
+        # offline machines would stall on timeouts. Read at import, so set first.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    import mlflow
+
     uri = env("MLFLOW_TRACKING_URI")
     if not uri:
         raise JobError("MLFLOW_TRACKING_URI is not set; point it at the MLflow server, e.g. http://mlflow:5000")

@@ -115,6 +115,15 @@ def _prompts_from(model_input: Any) -> list[str]:
             f"input must be a DataFrame, dict, list or string with a '{PROMPT_COLUMN}' column, got {type(model_input).__name__}"
         )
 
+    # pyfunc turns {"prompt": ["a", "b"]} into one DataFrame row holding the
+    # list, so list-like cells are batches of prompts, not bad values.
+    flat: list[Any] = []
+    for item in prompts:
+        if isinstance(item, (list, tuple)) or type(item).__name__ == "ndarray":
+            flat.extend(list(item))
+        else:
+            flat.append(item)
+    prompts = flat
     if not prompts:
         raise InvalidInputError("input holds no prompts")
     for i, prompt in enumerate(prompts):
