@@ -5,9 +5,11 @@ logging code is the same for all sources:
 
   PHI3_SOURCE=hub    microsoft/Phi-3-mini-4k-instruct and its int4 CPU ONNX
                      variant from the Hugging Face hub, cached in PHI3_CACHE_DIR
+                     (default: huggingface_hub's cache under HF_HOME)
   PHI3_SOURCE=local  folders already on disk: PHI3_HF_DIR and PHI3_ONNX_DIR
   PHI3_SOURCE=tiny   a tiny random Phi-3 built on the spot (tests, offline
-                     machines); ONNX precision from PHI3_TINY_ONNX_PRECISION
+                     machines); ONNX precision from PHI3_TINY_ONNX_PRECISION,
+                     weights from PHI3_TINY_SEED
 
 Registered as PHI3_CHAT_MODEL_NAME (default phi3-mini-chat, transformers flavor)
 and PHI3_ONNX_MODEL_NAME (default phi3-mini-onnx, pyfunc over onnxruntime-genai).
@@ -90,17 +92,17 @@ def env(name: str, default: str | None = None) -> str | None:
 # ---------------------------------------------------------------- weights
 
 
-def _hub_weights(cache_dir: Path) -> Weights:
+def _hub_weights(cache_dir: Path | None) -> Weights:
     try:
         from huggingface_hub import snapshot_download
 
         hf_dir = snapshot_download(
             HUB_CHAT_REPO,
-            cache_dir=str(cache_dir),
+            cache_dir=cache_dir,
             allow_patterns=["*.json", "*.safetensors", "tokenizer.model"],
         )
         onnx_root = snapshot_download(
-            HUB_ONNX_REPO, cache_dir=str(cache_dir), allow_patterns=[f"{HUB_ONNX_SUBFOLDER}/*"]
+            HUB_ONNX_REPO, cache_dir=cache_dir, allow_patterns=[f"{HUB_ONNX_SUBFOLDER}/*"]
         )
     except Exception as exc:  # offline, DNS, proxy, rate limit: all mean "not from the hub"
         raise JobError(
@@ -129,7 +131,11 @@ def _tiny_weights(work_dir: Path) -> Weights:
     precision = env("PHI3_TINY_ONNX_PRECISION", "fp32")
     if precision not in PRECISIONS:
         raise JobError(f"PHI3_TINY_ONNX_PRECISION must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    hf_dir = build_tiny_phi3(work_dir / "hf")
+    seed = env("PHI3_TINY_SEED", "")
+    if seed and not seed.isdigit():
+        raise JobError(f"PHI3_TINY_SEED must be a whole number, got {seed!r}")
+    # A different seed gives different weights, so two versions answer differently.
+    hf_dir = build_tiny_phi3(work_dir / "hf", **({"seed": int(seed)} if seed else {}))
     try:
         onnx_dir = export_onnx(hf_dir, work_dir / f"onnx-{precision}", precision, cache_dir=work_dir / "builder-cache")
     except OnnxExportError as exc:
@@ -139,8 +145,9 @@ def _tiny_weights(work_dir: Path) -> Weights:
 
 def resolve_weights(source: str, work_dir: Path) -> Weights:
     if source == "hub":
-        cache = Path(env("PHI3_CACHE_DIR", str(Path.home() / ".cache" / "phi3")))
-        return _hub_weights(cache)
+        # Unset: huggingface_hub's own cache (HF_HOME), which the image puts on a volume.
+        cache = env("PHI3_CACHE_DIR")
+        return _hub_weights(Path(cache) if cache else None)
     if source == "local":
         return _local_weights()
     if source == "tiny":
@@ -368,9 +375,11 @@ def run() -> list[Registered]:
         mlflow.set_experiment(env("PHI3_EXPERIMENT", "phi3-models"))
         with mlflow.start_run(run_name=f"log-phi3-{source}"):
             mlflow.log_params({"source": source, "chat_origin": weights.chat_origin, "onnx_origin": weights.onnx_origin})
-            chat_version, chat_tags = log_chat_model(weights, chat_name)
-            onnx_version, onnx_tags = log_onnx_model(weights, onnx_name)
-        return [register(chat_name, chat_version, chat_tags), register(onnx_name, onnx_version, onnx_tags)]
+            # Tag and alias each version as soon as it exists, so a failure on
+            # the second model never leaves the first one registered but bare.
+            results = [register(chat_name, *log_chat_model(weights, chat_name))]
+            results.append(register(onnx_name, *log_onnx_model(weights, onnx_name)))
+        return results
 
 
 def main() -> int:

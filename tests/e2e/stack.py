@@ -11,6 +11,8 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+# Optional services (docker-compose.yml profiles) the suite also builds and cleans up.
+ALL_PROFILES = ("--profile", "models", "--profile", "serve")
 
 
 def free_port() -> int:
@@ -28,7 +30,13 @@ class Stack:
         self.project = project
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.env = {"BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(port), **(env or {})}
+        self.model_server_port = free_port()
+        self.model_server_url = f"http://127.0.0.1:{self.model_server_port}"
+        self.env = {
+            "BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(port),
+            "MODEL_SERVER_BIND_ADDRESS": "127.0.0.1", "MODEL_SERVER_PORT": str(self.model_server_port),
+            **(env or {}),
+        }
 
     def compose(self, *args: str, check: bool = True, input: str | None = None,
                 env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -48,25 +56,27 @@ class Stack:
         return self.compose("exec", "-T", service, *args, check=check, input=input).stdout
 
     def build(self) -> None:
-        self.compose("build", timeout=3600)
+        self.compose(*ALL_PROFILES, "build", timeout=3600)
 
     def up(self, timeout: float = 300) -> None:
         self.compose("up", "-d")
         self.wait_healthy(timeout)
 
     def down(self, volumes: bool = False) -> None:
-        self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), check=False)
+        self.compose(*ALL_PROFILES, "down", "--remove-orphans", *(["-v"] if volumes else []),
+                     check=False)
 
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--timestamps", check=False).stdout
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float, service: str = "mlflow", probe: str | None = None) -> None:
+        probe = probe or f"{self.url}/health"
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             try:
-                last = requests.get(f"{self.url}/health", timeout=5)
-                if last.status_code == 200 and self.container_health("mlflow") == "healthy":
+                last = requests.get(probe, timeout=5)
+                if last.status_code == 200 and self.container_health(service) == "healthy":
                     return
             except requests.RequestException as e:
                 last = e
@@ -74,7 +84,7 @@ class Stack:
         raise AssertionError(f"stack not healthy after {timeout} s (last: {last})\n{self.logs()[-8000:]}")
 
     def container_health(self, service: str) -> str | None:
-        ids = self.compose("ps", "-q", service, check=False).stdout.split()
+        ids = self.compose(*ALL_PROFILES, "ps", "-q", service, check=False).stdout.split()
         if not ids:
             return None
         out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True).stdout
