@@ -4,15 +4,8 @@
 # mc takes the alias from MC_HOST_stack, so the credentials touch neither disk nor argv;
 # the secrets job only allows characters that need no escaping in a URL.
 set -euo pipefail
-
-secrets_dir="${SECRETS_DIR:-/secrets/minio}"
+source /usr/local/bin/root-credentials.sh
 endpoint="${MINIO_ENDPOINT:-http://127.0.0.1:9000}"
-for name in minio_root_user minio_root_password; do
-  if [ ! -s "$secrets_dir/$name" ]; then
-    echo "mc-root: missing secret $secrets_dir/$name; the one-shot 'secrets' service writes it (docker compose logs secrets)" >&2
-    exit 1
-  fi
-done
-MC_HOST_stack="${endpoint%%://*}://$(cat "$secrets_dir/minio_root_user"):$(cat "$secrets_dir/minio_root_password")@${endpoint#*://}"
+MC_HOST_stack="${endpoint%%://*}://${MINIO_ROOT_USER}:${MINIO_ROOT_PASSWORD}@${endpoint#*://}"
 export MC_HOST_stack
 exec mc --quiet "$@"
