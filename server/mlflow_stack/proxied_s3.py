@@ -8,10 +8,60 @@ for a minute and fails. MLflow decides what to advertise with ``isinstance`` che
 the repository, so this class offers the plain repository interface and delegates to
 MLflow's S3 repository without inheriting its presign/multipart mixins. All artifact
 bytes then travel through the tracking server, which is the only holder of S3 keys.
+
+It also answers S3 errors that the request caused (a missing object, a name MinIO refuses
+such as ``..\\x``) with 404/400 instead of MLflow's generic 500.
 """
 
+import contextlib
+import os
+import posixpath
+import re
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+# S3 error codes (HEAD requests carry only the HTTP status) that mean "bad request", not
+# "server broken".
+_REQUEST_ERRORS = {
+    "NoSuchKey": (RESOURCE_DOES_NOT_EXIST, "No artifact at"),
+    "404": (RESOURCE_DOES_NOT_EXIST, "No artifact at"),
+    "XMinioInvalidResourceName": (INVALID_PARAMETER_VALUE, "Invalid artifact path"),
+    "XMinioInvalidObjectName": (INVALID_PARAMETER_VALUE, "Invalid artifact path"),
+    "XMinioInvalidObjectNamePrefixSlash": (INVALID_PARAMETER_VALUE, "Invalid artifact path"),
+    "KeyTooLongError": (INVALID_PARAMETER_VALUE, "Artifact path too long"),
+}
+_CODE_IN_MESSAGE = re.compile(r"An error occurred \((\w+)\)")
+
+
+def _s3_error_code(error: BaseException) -> str | None:
+    """The S3 error code behind an exception, following MLflow's and boto3's wrappers."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        response = getattr(error, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code"):
+            return str(response["Error"]["Code"])
+        if match := _CODE_IN_MESSAGE.search(str(error)):
+            return match.group(1)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _request_errors(path):
+    try:
+        yield
+    except Exception as e:
+        if isinstance(e, MlflowException) and e.error_code != "INTERNAL_ERROR":
+            raise
+        mapped = _REQUEST_ERRORS.get(_s3_error_code(e) or "")
+        if mapped is None:
+            raise
+        code, text = mapped
+        raise MlflowException(f"{text} {path!r}", error_code=code) from e
 
 
 class ProxiedS3ArtifactRepository(ArtifactRepository):
@@ -22,16 +72,20 @@ class ProxiedS3ArtifactRepository(ArtifactRepository):
         )
 
     def log_artifact(self, local_file, artifact_path=None):
-        self._s3.log_artifact(local_file, artifact_path)
+        with _request_errors(posixpath.join(artifact_path or "", os.path.basename(local_file))):
+            self._s3.log_artifact(local_file, artifact_path)
 
     def log_artifacts(self, local_dir, artifact_path=None):
-        self._s3.log_artifacts(local_dir, artifact_path)
+        with _request_errors(artifact_path):
+            self._s3.log_artifacts(local_dir, artifact_path)
 
     def list_artifacts(self, path=None):
-        return self._s3.list_artifacts(path)
+        with _request_errors(path):
+            return self._s3.list_artifacts(path)
 
     def delete_artifacts(self, artifact_path=None):
         self._s3.delete_artifacts(artifact_path)
 
     def _download_file(self, remote_file_path, local_path):
-        self._s3._download_file(remote_file_path, local_path)
+        with _request_errors(remote_file_path):
+            self._s3._download_file(remote_file_path, local_path)
