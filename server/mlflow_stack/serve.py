@@ -66,7 +66,7 @@ def migrate(settings: Settings) -> None:
             "`mlflow db upgrade` failed (its output is above). The database is unchanged "
             "or partly migrated: restore the latest backup before retrying (docs/operations.md)."
         )
-    log("migrating the auth database and checking the admin account")
+    log("migrating the auth database and checking the admin and models accounts")
     bootstrap = [sys.executable, "-m", "mlflow_stack.auth_bootstrap"]
     if subprocess.run(bootstrap, check=False).returncode != 0:
         raise StackError("preparing the auth database failed (its output is above).")
