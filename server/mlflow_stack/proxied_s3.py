@@ -10,16 +10,33 @@ MLflow's S3 repository without inheriting its presign/multipart mixins. All arti
 bytes then travel through the tracking server, which is the only holder of S3 keys.
 
 It also answers S3 errors that the request caused (a missing object, a name MinIO refuses
-such as ``..\\x``) with 404/400 instead of MLflow's generic 500.
+such as ``..\\x``) with 404/400 instead of MLflow's generic 500, and an unreachable
+artifact store (MinIO stopped or restarting) with 503 and a message. Any other S3 failure
+becomes a JSON 500 with a message: an exception that escapes MLflow's handlers makes the
+server drop the client's connection without a response (tests/e2e/test_88_faults.py).
+
+Its S3 client gives up connecting after a few seconds instead of botocore's 60: while
+MinIO stops or restarts its old address can stay resolvable for a moment, and a connect
+to it hung each request that hit that window for a full minute (longer than a laptop's
+own timeout, so the laptop saw a hang instead of the 503).
 """
 
 import contextlib
+import functools
 import os
 import posixpath
 import re
 
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
+from mlflow.environment_variables import MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE, MLFLOW_S3_ENDPOINT_URL
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
+)
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
 
@@ -50,6 +67,17 @@ def _s3_error_code(error: BaseException) -> str | None:
     return None
 
 
+def _unreachable(error: BaseException) -> bool:
+    """True if the S3 endpoint could not be reached or dropped the connection."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (BotoConnectionError, HTTPClientError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 @contextlib.contextmanager
 def _request_errors(path):
     try:
@@ -58,10 +86,43 @@ def _request_errors(path):
         if isinstance(e, MlflowException) and e.error_code != "INTERNAL_ERROR":
             raise
         mapped = _REQUEST_ERRORS.get(_s3_error_code(e) or "")
-        if mapped is None:
+        if mapped is not None:
+            code, text = mapped
+            raise MlflowException(f"{text} {path!r}", error_code=code) from e
+        if _unreachable(e):
+            raise MlflowException(
+                f"The artifact store is unreachable ({e}); check the minio service "
+                "(docker compose ps minio) and retry.",
+                error_code=TEMPORARILY_UNAVAILABLE,
+            ) from e
+        if isinstance(e, MlflowException):
             raise
-        code, text = mapped
-        raise MlflowException(f"{text} {path!r}", error_code=code) from e
+        raise MlflowException(
+            f"Artifact store error for {path!r}: {type(e).__name__}: {e}", error_code=INTERNAL_ERROR
+        ) from e
+
+
+# MinIO is on the same Docker network: a connect that takes longer means it is down.
+S3_CONNECT_TIMEOUT_SECONDS = 5
+S3_READ_TIMEOUT_SECONDS = 60
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(endpoint_url, addressing_style):
+    """MLflow's S3 client (same signature and addressing), with a short connect timeout."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": addressing_style},
+            connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=S3_READ_TIMEOUT_SECONDS,
+        ),
+    )
 
 
 class ProxiedS3ArtifactRepository(ArtifactRepository):
@@ -69,6 +130,9 @@ class ProxiedS3ArtifactRepository(ArtifactRepository):
         super().__init__(artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
         self._s3 = S3ArtifactRepository(
             artifact_uri, tracking_uri=tracking_uri, registry_uri=registry_uri
+        )
+        self._s3._get_s3_client = lambda: _s3_client(
+            MLFLOW_S3_ENDPOINT_URL.get(), MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE.get()
         )
 
     def log_artifact(self, local_file, artifact_path=None):
@@ -84,7 +148,8 @@ class ProxiedS3ArtifactRepository(ArtifactRepository):
             return self._s3.list_artifacts(path)
 
     def delete_artifacts(self, artifact_path=None):
-        self._s3.delete_artifacts(artifact_path)
+        with _request_errors(artifact_path):
+            self._s3.delete_artifacts(artifact_path)
 
     def _download_file(self, remote_file_path, local_path):
         with _request_errors(remote_file_path):
