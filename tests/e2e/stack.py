@@ -1,5 +1,6 @@
 """Drives one throwaway copy of the stack with Docker Compose, as an operator would."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,6 +14,14 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 # Optional services (docker-compose.yml profiles) the suite also builds and cleans up.
 ALL_PROFILES = ("--profile", "models", "--profile", "serve")
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """A laptop with a default MLflow client logs and downloads through the stack."""
 
-import hashlib
 import os
 import time
 
@@ -9,16 +8,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
+from .stack import sha256_file
+
 # A download that falls into the presigned-URL trap hangs ~65 s before failing.
 DOWNLOAD_LIMIT_SECONDS = 30
 
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +80,9 @@ def test_artifacts_download_byte_identical_and_quickly(logged_run, tmp_path, rem
         names = sorted(p.name for p in source.iterdir())
         assert sorted(os.listdir(path)) == names
         for name in names:
-            assert _sha256(os.path.join(path, name)) == _sha256(source / name)
+            assert sha256_file(os.path.join(path, name)) == sha256_file(source / name)
     else:
-        assert _sha256(path) == _sha256(source)
+        assert sha256_file(path) == sha256_file(source)
 
 
 def test_objects_live_in_the_minio_bucket(stack, logged_run):

@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import time
 
 import mlflow
 import pandas as pd
@@ -10,7 +9,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from .stack import ALL_PROFILES, REPO
+from .stack import REPO
 
 CHAT, ONNX = "phi3-mini-chat", "phi3-mini-onnx"
 PROMPTS = ["Hello, how are you?", "The capital of France is", "1, 2, 3, 4,",

@@ -17,7 +17,7 @@ import requests
 from mlflow import MlflowClient
 
 from .conftest import CLIENT_VARIABLES_TO_CLEAR
-from .stack import REPO
+from .stack import REPO, sha256_file
 from .test_30_model_registry import AddOne
 from .test_40_permissions import user_script
 
@@ -29,14 +29,6 @@ def script(stack, name, *args, timeout=900):
         [str(REPO / "scripts" / name), *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project},
     )
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +57,7 @@ def saved(stack, admin, tmp_path_factory):
         (files / "config.json").write_text(json.dumps({"lr": 0.1}))
         (files / "nested" / "weights.bin").write_bytes(os.urandom(6 * 1024 * 1024))
         client.log_artifacts(run_id, str(files), artifact_path="data")
-        artifacts = {str(p.relative_to(files)): sha256(p) for p in files.rglob("*") if p.is_file()}
+        artifacts = {str(p.relative_to(files)): sha256_file(p) for p in files.rglob("*") if p.is_file()}
 
         model = f"backup-model-{time.time_ns()}"
         mlflow.set_tracking_uri(stack.url)
@@ -174,7 +166,7 @@ def test_restore_into_a_fresh_stack_brings_everything_back(stack, admin, saved, 
     for relative, digest in saved["artifacts"].items():
         path = mlflow.artifacts.download_artifacts(
             run_id=saved["run_id"], artifact_path=f"data/{relative}", dst_path=str(tmp_path))
-        assert sha256(path) == digest, relative
+        assert sha256_file(path) == digest, relative
 
     assert client.get_model_version_by_alias(saved["model"], "champion").version == saved["version"]
     model = mlflow.pyfunc.load_model(f"models:/{saved['model']}@champion")

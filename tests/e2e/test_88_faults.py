@@ -8,7 +8,6 @@ The client runs with a bounded per-request timeout and no retries so that a fail
 up at once instead of being hidden by MLflow's backoff.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from .stack import sha256_file
+
 REQUEST_TIMEOUT = 20
 ERROR_LIMIT_SECONDS = 60      # a failing call must fail within this (no hang)
 RECOVERY_LIMIT_SECONDS = 60   # a call must succeed again within this after the fault ends
@@ -32,13 +33,6 @@ LONG_RUNNING = ("postgres", "minio", "mlflow")
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _container_id(stack, service: str) -> str:
@@ -140,7 +134,7 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
             start = time.monotonic()
             try:
                 client.log_artifact(run_id, str(path), "loop")
-                acked[path.name] = _sha256(path)
+                acked[path.name] = sha256_file(path)
             except Exception as e:  # noqa: BLE001
                 failures.append((time.monotonic(), time.monotonic() - start, e))
             time.sleep(0.1)
@@ -187,14 +181,14 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
     again = src / "after-restart.bin"
     again.write_bytes(os.urandom(64 * 1024))
     _retry_until_ok(lambda: client.log_artifact(run_id, str(again), "loop"))
-    acked[again.name] = _sha256(again)
+    acked[again.name] = sha256_file(again)
 
     dst = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="loop",
                                               dst_path=str(tmp_path / "dst"))
     for name, digest in acked.items():
         path = os.path.join(dst, name)
         assert os.path.exists(path), f"acknowledged artifact {name} is missing"
-        assert _sha256(path) == digest, f"acknowledged artifact {name} changed"
+        assert sha256_file(path) == digest, f"acknowledged artifact {name} changed"
 
 
 # --------------------------------------------------------------------------- 2. PostgreSQL restart
