@@ -30,13 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from stack_host import compose_command, last_line, version_tuple
+
 FORMAT = "mlflow-stack-backup/1"
 DATABASES = ("mlflow", "mlflow_auth")
 DATABASE_DIR = "databases/"
 BUCKET_DIR = "bucket/"
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
-REPO = os.environ.get("STACK_REPO_DIR") or str(Path(__file__).resolve().parents[1])
 PROG = os.environ.get("STACK_PROG", "backup")
 
 # Runs inside the minio container. Copies the bucket to a private temporary directory,
@@ -86,20 +87,8 @@ def iso(t: datetime.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def compose(*args: str) -> list[str]:
-    """The same command as scripts/lib.sh's compose(): COMPOSE_PROJECT_NAME and .env apply."""
-    return ["docker", "compose", "--project-directory", REPO, *args]
-
-
-def last_line(text: str | bytes) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
 def run(what: str, *args: str, input: bytes | None = None) -> str:
-    result = subprocess.run(compose(*args), input=input, capture_output=True)
+    result = subprocess.run(compose_command(*args), input=input, capture_output=True)
     if result.returncode != 0:
         raise Failure(f"{what} failed: {last_line(result.stderr or result.stdout)}")
     return result.stdout.decode()
@@ -130,14 +119,6 @@ def psql(database: str, sql: str) -> str:
 def server_info() -> dict:
     return json.loads(run("asking the mlflow container for its version", "exec", "-T", "mlflow",
                           "python", "-c", SERVER_INFO))
-
-
-def version_tuple(version: str) -> tuple:
-    parts = []
-    for part in version.split("."):
-        digits = "".join(c for c in part if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
 
 
 class HashingReader:
@@ -202,7 +183,7 @@ def backup(directory: Path) -> Path:
                 dump = Path(tmp) / f"{database}.pgdump"
                 with open(dump, "wb") as f:
                     result = subprocess.run(
-                        compose("exec", "-T", "postgres", "pg_dump", "--username=postgres",
+                        compose_command("exec", "-T", "postgres", "pg_dump", "--username=postgres",
                                 "--format=custom", f"--dbname={database}"),
                         stdout=f, stderr=subprocess.PIPE)
                 if result.returncode != 0:
@@ -265,7 +246,7 @@ def copy_bucket_into(out: tarfile.TarFile, files: dict, bucket: str, tmp: Path) 
     count = 0
     with open(tmp / "mc.stderr", "w+b") as errors:
         proc = subprocess.Popen(
-            compose("exec", "-T", "minio", "bash", "-c", BUCKET_TO_TAR, "bucket-to-tar", bucket),
+            compose_command("exec", "-T", "minio", "bash", "-c", BUCKET_TO_TAR, "bucket-to-tar", bucket),
             stdout=subprocess.PIPE, stderr=errors)
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as inner:
@@ -358,7 +339,7 @@ def restore_database(archive: tarfile.TarFile, member: tarfile.TarInfo, database
     psql("postgres", f'CREATE DATABASE "{database}" OWNER mlflow')
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            compose("exec", "-T", "postgres", "pg_restore", "--username=postgres",
+            compose_command("exec", "-T", "postgres", "pg_restore", "--username=postgres",
                     f"--dbname={database}", "--no-owner", "--no-privileges", "--role=mlflow",
                     "--exit-on-error", "--single-transaction"),
             stdin=subprocess.PIPE, stdout=errors, stderr=errors)
@@ -381,7 +362,7 @@ def restore_bucket(archive: tarfile.TarFile, members: list[tarfile.TarInfo], buc
     say(f"restoring {len(objects)} objects into bucket '{bucket}'")
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            compose("exec", "-T", "minio", "bash", "-c", TAR_TO_BUCKET, "tar-to-bucket", bucket),
+            compose_command("exec", "-T", "minio", "bash", "-c", TAR_TO_BUCKET, "tar-to-bucket", bucket),
             stdin=subprocess.PIPE, stdout=errors, stderr=errors)
         try:
             with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as out:

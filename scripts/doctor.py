@@ -21,6 +21,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from stack_host import compose_command, last_line, version_tuple
+
 REPO = Path(__file__).resolve().parents[1]
 HTTP_TIMEOUT = 15
 MIN_FREE_BYTES = 5 * 1024**3
@@ -100,16 +102,7 @@ def run(*command: str, timeout: float = 60, input: str | None = None) -> subproc
 
 def compose(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     # COMPOSE_PROJECT_NAME (environment or .env) picks the stack, as in scripts/lib.sh.
-    return run("docker", "compose", "--project-directory", str(REPO), *args, timeout=timeout)
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+    return run(*compose_command(*args), timeout=timeout)
 
 
 # --- checks -----------------------------------------------------------------------------
