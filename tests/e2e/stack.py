@@ -13,7 +13,7 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 # Optional services (docker-compose.yml profiles) the suite also builds and cleans up.
-ALL_PROFILES = ("--profile", "models", "--profile", "serve")
+ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls")
 
 
 def sha256_file(path) -> str:
@@ -41,9 +41,13 @@ class Stack:
         self.url = f"http://127.0.0.1:{port}"
         self.model_server_port = free_port()
         self.model_server_url = f"http://127.0.0.1:{self.model_server_port}"
+        self.https_port, self.http_port = free_port(), free_port()
+        self.https_url = f"https://127.0.0.1:{self.https_port}"
         self.env = {
             "BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(port),
             "MODEL_SERVER_BIND_ADDRESS": "127.0.0.1", "MODEL_SERVER_PORT": str(self.model_server_port),
+            "PROXY_BIND_ADDRESS": "127.0.0.1", "HTTPS_PORT": str(self.https_port),
+            "HTTP_PORT": str(self.http_port),
             **(env or {}),
         }
 
@@ -78,19 +82,28 @@ class Stack:
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--timestamps", check=False).stdout
 
-    def wait_healthy(self, timeout: float, service: str = "mlflow", probe: str | None = None) -> None:
+    def wait_healthy(self, timeout: float, service: str = "mlflow", probe: str | None = None,
+                     verify: bool | str = True) -> None:
         probe = probe or f"{self.url}/health"
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             try:
-                last = requests.get(probe, timeout=5)
+                last = requests.get(probe, timeout=5, verify=verify)
                 if last.status_code == 200 and self.container_health(service) == "healthy":
                     return
             except requests.RequestException as e:
                 last = e
             time.sleep(2)
         raise AssertionError(f"stack not healthy after {timeout} s (last: {last})\n{self.logs()[-8000:]}")
+
+    def container_ids(self) -> dict[str, str]:
+        """Service name -> id of each running container of this stack."""
+        out = self.compose(*ALL_PROFILES, "ps", "--format", "json", check=False).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if len(rows) == 1 and isinstance(rows[0], list):  # older Compose prints one array
+            rows = rows[0]
+        return {row["Service"]: row["ID"] for row in rows}
 
     def container_health(self, service: str) -> str | None:
         ids = self.compose(*ALL_PROFILES, "ps", "-q", service, check=False).stdout.split()
