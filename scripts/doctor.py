@@ -34,6 +34,7 @@ ONE_SHOT = ("secrets", "minio-init", "models")
 # Services of the optional profiles: their problems do not stop the tracking server.
 OPTIONAL = ("models", "model-server")
 INVALID_HOST = "Invalid Host header"
+CORS_BLOCKED = "Cross-origin request blocked"
 
 
 class Report:
@@ -135,7 +136,7 @@ def check_docker(report: Report) -> bool:
 
 
 def compose_containers() -> tuple[list[dict] | None, str]:
-    result = compose("--profile", "models", "--profile", "serve", "ps", "--all", "--format", "json")
+    result = compose("--profile", "models", "--profile", "serve", "--profile", "tls", "ps", "--all", "--format", "json")
     if result.returncode != 0:
         return None, last_line(result.stderr)
     text = result.stdout.strip()
@@ -164,7 +165,7 @@ def check_containers(report: Report) -> bool:
     report.ok("project", f"{project} ({len(containers)} containers)")
     by_service = {c.get("Service"): c for c in containers}
     mlflow_running = False
-    for service in LONG_RUNNING + ("model-server",) + ONE_SHOT:
+    for service in LONG_RUNNING + ("model-server", "proxy") + ONE_SHOT:
         c = by_service.get(service)
         check = f"container {service}"
         if c is None:
@@ -328,6 +329,30 @@ def check_login(report: Report, base: str, settings: Settings) -> Http | None:
     return None
 
 
+def check_browser_changes(report: Report, http: Http, settings: Settings, port: int) -> None:
+    """The UI's writes carry the page's Origin; MLflow refuses origins it does not know."""
+    check = "browser changes"
+    url = public_url(settings, port)
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    origin = f"{parts.scheme}://{netloc}"
+    status, body = http.request("POST", "/ajax-api/2.0/mlflow/experiments/search",
+                                {"max_results": 1}, headers={"Host": netloc, "Origin": origin})
+    if status == 200:
+        report.ok(check, f"pages at {origin} may change things (create, rename, delete)")
+    elif status == 403 and CORS_BLOCKED.encode() in body:
+        name = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
+        report.fail(check, f"the server refuses changes made from pages at {origin} "
+                           "(\"Cross-origin request blocked\"): the UI there is read-only",
+                    f"Add {name} to MLFLOW_ALLOWED_HOSTS in .env (comma-separated), then run "
+                    "docker compose up -d.")
+    elif status == 403 and INVALID_HOST.encode() in body:
+        report.fail(check, f"skipped: the server refuses the host of {url}", "See public host above.")
+    else:
+        report.warn(check, f"unexpected answer {status} to a change from {origin}",
+                    "Look at: docker compose logs mlflow")
+
+
 def check_artifacts(report: Report, http: Http) -> None:
     check = "artifact round trip"
     fix_logs = "Look at: docker compose logs mlflow minio"
@@ -465,6 +490,7 @@ def main() -> int:
         check_host(report, base, port, settings)
         http = check_login(report, base, settings)
         if http is not None:
+            check_browser_changes(report, http, settings, port)
             check_artifacts(report, http)
         else:
             report.fail("artifact round trip", "skipped: no working login",

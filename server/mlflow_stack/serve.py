@@ -52,6 +52,9 @@ def server_command(settings: Settings, artifacts_destination: str) -> list[str]:
         "--port", "5000",
         "--workers", str(settings.workers),
         "--allowed-hosts", ",".join(settings.allowed_hosts),
+        # Empty means MLflow's default: localhost origins only.
+        *(["--cors-allowed-origins", ",".join(settings.cors_allowed_origins)]
+          if settings.cors_allowed_origins else []),
     ]
 
 
@@ -93,7 +96,8 @@ def main() -> None:
 
     command = server_command(settings, f"s3://{settings.bucket}/artifacts")
     log(f"starting mlflow server with {settings.workers} workers; allowed hosts: "
-        f"{','.join(settings.allowed_hosts)}")
+        f"{','.join(settings.allowed_hosts)}; browser origins allowed to make changes: "
+        f"localhost, {','.join(settings.cors_allowed_origins) or '(no others)'}")
     os.execvp(command[0], command)
 
 

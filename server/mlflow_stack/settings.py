@@ -44,6 +44,36 @@ def allowed_hosts(extra: str) -> list[str]:
     return hosts
 
 
+def cors_allowed_origins(extra_hosts: str, extra_origins: str) -> list[str]:
+    """Browser origins allowed to change things: the server's own names, plus extra origins.
+
+    MLflow refuses a POST/PUT/DELETE whose Origin is not localhost or listed, and browsers
+    send Origin even to the page's own server, so the UI at http://<listed name>:5000 (or
+    https://<name> behind the proxy) needs its own origin here. Only explicitly listed
+    names count: a wildcard such as "http://10.*" would also match "http://10.evil.example".
+    """
+    origins: list[str] = []
+    for host in allowed_hosts(extra_hosts)[len(BUILTIN_ALLOWED_HOSTS):]:
+        if host.split(":")[0] == "*":  # "any host" must not become "any origin"
+            continue
+        for scheme in ("http", "https"):
+            origin = f"{scheme}://{host}"
+            if origin not in origins:
+                origins.append(origin)
+    for raw in extra_origins.split(","):
+        origin = raw.strip().rstrip("/")
+        if not origin:
+            continue
+        if not re.fullmatch(r"https?://[A-Za-z0-9\[\]:._*-]+", origin):
+            raise StackError(
+                f"MLFLOW_CORS_ALLOWED_ORIGINS entry {origin!r} is not an origin; use "
+                "scheme://host[:port], e.g. https://notebooks.example.com, comma-separated."
+            )
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     raw = env.get(name, "").strip() or str(default)
     try:
@@ -58,6 +88,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class Settings:
     allowed_hosts: list[str]
+    cors_allowed_origins: list[str]
     default_permission: str
     admin_username: str
     workers: int
@@ -84,6 +115,8 @@ class Settings:
             )
         return cls(
             allowed_hosts=allowed_hosts(env.get("MLFLOW_ALLOWED_HOSTS", "")),
+            cors_allowed_origins=cors_allowed_origins(env.get("MLFLOW_ALLOWED_HOSTS", ""),
+                                                      env.get("MLFLOW_CORS_ALLOWED_ORIGINS", "")),
             default_permission=permission,
             admin_username=admin,
             workers=_int(env, "MLFLOW_WORKERS", 4, 1),

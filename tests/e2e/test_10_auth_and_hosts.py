@@ -50,3 +50,18 @@ def test_server_does_not_send_clients_to_presigned_s3_urls(stack, admin):
     info = r.json()
     assert info["multipart_downloads_enabled"] is False
     assert info["multipart_uploads_enabled"] is False
+
+
+def browser_write(stack, admin, origin: str, host: str | None = None) -> requests.Response:
+    """The UI's kind of request: a POST to the ajax API, with the page's Origin header."""
+    headers = {"Origin": origin, **({"Host": host} if host else {})}
+    return requests.post(f"{stack.url}/ajax-api/2.0/mlflow/experiments/search", auth=admin,
+                         json={"max_results": 1}, headers=headers, timeout=10)
+
+
+def test_browser_writes_from_other_sites_are_refused(stack, admin):
+    assert browser_write(stack, admin, f"http://localhost:{stack.port}").status_code == 200
+    for origin in ("http://evil.example.test", "http://10.attacker.example.test:5000"):
+        refused = browser_write(stack, admin, origin)
+        assert refused.status_code == 403, origin
+        assert "Cross-origin request blocked" in refused.text

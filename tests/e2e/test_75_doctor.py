@@ -29,7 +29,8 @@ def test_doctor_passes_on_the_healthy_stack(stack):
     assert result.returncode == 0, result.stdout + result.stderr
     assert not [text for text in lines if text.startswith("FAIL")], result.stdout
     for check in ("docker", "compose", "container mlflow", "container postgres",
-                  "container minio", "public host", "tracking login", "artifact round trip",
+                  "container minio", "public host", "tracking login", "browser changes",
+                  "artifact round trip",
                   "docker disk", "clock"):
         line(lines, f"OK   {check}:")
     assert "Traceback" not in result.stderr
@@ -56,3 +57,13 @@ def test_doctor_names_allowed_hosts_for_an_unlisted_host(stack):
     assert "MLFLOW_ALLOWED_HOSTS" in fix and "unlisted.example.test" in fix, fix
     line(lines, "OK   tracking login:")  # the rest of the stack is fine
     line(lines, "OK   artifact round trip:")
+
+
+def test_doctor_says_a_private_ip_is_read_only_in_the_browser_until_listed(stack):
+    result, lines = doctor(stack, MLFLOW_PUBLIC_URL=f"http://10.1.2.3:{stack.port}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    line(lines, "OK   public host:")  # MLflow lets private addresses in...
+    i = line(lines, "FAIL browser changes:")  # ...but refuses changes from their pages
+    assert "Cross-origin request blocked" in lines[i], lines[i]
+    fix = lines[i + 1]
+    assert "MLFLOW_ALLOWED_HOSTS" in fix and "10.1.2.3" in fix, fix

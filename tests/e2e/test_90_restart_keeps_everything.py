@@ -8,6 +8,7 @@ import pandas as pd
 import requests
 from mlflow import MlflowClient
 
+from .test_10_auth_and_hosts import browser_write
 from .test_30_model_registry import AddOne
 from .test_40_permissions import user_script
 
@@ -55,3 +56,8 @@ def test_down_and_up_keeps_runs_artifacts_models_users_and_admin_password(
     public = requests.get(search, auth=admin, timeout=10,
                           headers={"Host": f"mlflow.example.test:{stack.port}"})
     assert public.status_code == 200, public.text
+    # ... and the UI served under that name (or behind the HTTPS proxy) may make changes.
+    for origin in (f"http://mlflow.example.test:{stack.port}", "https://mlflow.example.test"):
+        write = browser_write(stack, admin, origin, host=f"mlflow.example.test:{stack.port}")
+        assert write.status_code == 200, (origin, write.text)
+    assert browser_write(stack, admin, "http://mlflow.example.test.evil.test").status_code == 403

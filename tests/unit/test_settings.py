@@ -58,3 +58,21 @@ def test_bad_values_name_the_variable(name, value, message):
 def test_database_uri_uses_psycopg2_and_holds_no_password():
     uri = Settings.from_env({}).database_uri("mlflow_auth")
     assert uri == "postgresql+psycopg2://mlflow@postgres:5432/mlflow_auth"
+
+
+def test_listed_names_are_allowed_browser_origins_and_nothing_else_by_default():
+    assert Settings.from_env({}).cors_allowed_origins == []
+    origins = Settings.from_env({"MLFLOW_ALLOWED_HOSTS": "mlflow.example.com,10.1.2.3:5000,*"}
+                                ).cors_allowed_origins
+    assert origins == [
+        "http://mlflow.example.com", "https://mlflow.example.com",
+        "http://mlflow.example.com:*", "https://mlflow.example.com:*",
+        "http://10.1.2.3:5000", "https://10.1.2.3:5000",
+    ]
+
+
+def test_extra_origins_are_checked_and_added():
+    s = Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": " https://notebooks.example.com/ ,"})
+    assert s.cors_allowed_origins == ["https://notebooks.example.com"]
+    with pytest.raises(StackError, match="MLFLOW_CORS_ALLOWED_ORIGINS entry 'notebooks.example.com'"):
+        Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": "notebooks.example.com"})
