@@ -66,7 +66,8 @@ def https_laptop(monkeypatch, stack, admin, proxy):
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(proxy))
     mlflow.set_tracking_uri(stack.https_url)
-    return MlflowClient(tracking_uri=stack.https_url)
+    yield MlflowClient(tracking_uri=stack.https_url)
+    mlflow.set_tracking_uri(stack.url)  # the proxy is gone after this module
 
 
 def test_https_works_with_the_stack_certificate_and_only_with_it(stack, admin, proxy):
@@ -210,3 +211,11 @@ def test_proxy_runs_as_non_root_on_a_read_only_filesystem(stack, proxy):
         "Read-only file system")
     # The key of the self-signed certificate is readable only by the proxy's user.
     assert stack.exec("proxy", "stat", "-c", "%a %u", "/var/lib/proxy/certs/tls.key").strip() == "600 1003"
+
+
+def test_credentials_script_names_the_https_address(stack, admin, proxy):
+    result = subprocess.run([str(REPO / "scripts" / "credentials")], capture_output=True, text=True,
+                            env={**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project})
+    assert result.returncode == 0, result.stderr
+    assert f"HTTPS (the proxy is running): https://127.0.0.1:{stack.https_port}" in result.stdout
+    assert f"admin password:             {admin[1]}" in result.stdout

@@ -122,5 +122,6 @@ def test_previous_minor_data_is_migrated_and_read_back(old_stack, monkeypatch, t
     # And the upgraded server takes new writes.
     client.log_metric(run_id, "loss", 0.001, step=100)
     assert len(client.get_metric_history(run_id, "loss")) == 101
+    mlflow.set_tracking_uri(None)  # this stack goes away after the test
     print(f"\nupgrade {previous_mlflow_version()} -> {CURRENT_MLFLOW}: schema "
           f"{revision_before} -> {revision_after}; " + json.dumps({"runs": 1, "metric_points": 101}))
