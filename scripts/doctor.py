@@ -258,6 +258,12 @@ def public_url(settings: Settings, published_port: int) -> str:
     return settings.get("MLFLOW_PUBLIC_URL") or f"http://localhost:{port}"
 
 
+def allowed_hosts_fix(host_header: str) -> str:
+    name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return (f"Add {name} to MLFLOW_ALLOWED_HOSTS in .env (comma-separated), then run "
+            "docker compose up -d.")
+
+
 def check_host(report: Report, base: str, port: int, settings: Settings) -> None:
     url = public_url(settings, port)
     host_header = urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1]
@@ -274,11 +280,8 @@ def check_host(report: Report, base: str, port: int, settings: Settings) -> None
                     "Check that the mlflow container is running: docker compose ps.")
         return
     if status == 403 and INVALID_HOST.encode() in body:
-        name = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
         report.fail(check, f"the server refuses the host {host_header!r} of {url} "
-                           "(\"Invalid Host header\")",
-                    f"Add {name} to MLFLOW_ALLOWED_HOSTS in .env (comma-separated), then run "
-                    "docker compose up -d.")
+                           "(\"Invalid Host header\")", allowed_hosts_fix(host_header))
     elif status in (200, 401):
         report.ok(check, f"{host_header} (from {url}) is accepted by the server's Host check")
     else:
@@ -341,11 +344,9 @@ def check_browser_changes(report: Report, http: Http, settings: Settings, port: 
     if status == 200:
         report.ok(check, f"pages at {origin} may change things (create, rename, delete)")
     elif status == 403 and CORS_BLOCKED.encode() in body:
-        name = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
         report.fail(check, f"the server refuses changes made from pages at {origin} "
                            "(\"Cross-origin request blocked\"): the UI there is read-only",
-                    f"Add {name} to MLFLOW_ALLOWED_HOSTS in .env (comma-separated), then run "
-                    "docker compose up -d.")
+                    allowed_hosts_fix(netloc))
     elif status == 403 and INVALID_HOST.encode() in body:
         report.fail(check, f"skipped: the server refuses the host of {url}", "See public host above.")
     else:
