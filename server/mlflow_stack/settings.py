@@ -64,7 +64,8 @@ def cors_allowed_origins(extra_hosts: str, extra_origins: str) -> list[str]:
         origin = raw.strip().rstrip("/")
         if not origin:
             continue
-        if not re.fullmatch(r"https?://[A-Za-z0-9\[\]:._*-]+", origin):
+        # "*" may start a name ("https://*.example.com") but never stand for any host.
+        if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9\[\]][A-Za-z0-9\[\]:._-]*(:\*)?", origin):
             raise StackError(
                 f"MLFLOW_CORS_ALLOWED_ORIGINS entry {origin!r} is not an origin; use "
                 "scheme://host[:port], e.g. https://notebooks.example.com, comma-separated."

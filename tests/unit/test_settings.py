@@ -74,5 +74,8 @@ def test_listed_names_are_allowed_browser_origins_and_nothing_else_by_default():
 def test_extra_origins_are_checked_and_added():
     s = Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": " https://notebooks.example.com/ ,"})
     assert s.cors_allowed_origins == ["https://notebooks.example.com"]
-    with pytest.raises(StackError, match="MLFLOW_CORS_ALLOWED_ORIGINS entry 'notebooks.example.com'"):
-        Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": "notebooks.example.com"})
+    s = Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": "https://*.example.com,http://nb:*"})
+    assert s.cors_allowed_origins == ["https://*.example.com", "http://nb:*"]
+    for bad in ("notebooks.example.com", "*", "https://*", "http://*:*", "https://a.com/path"):
+        with pytest.raises(StackError, match="MLFLOW_CORS_ALLOWED_ORIGINS entry"):
+            Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": bad})
