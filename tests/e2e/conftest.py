@@ -43,17 +43,18 @@ def admin(stack):
 def as_user(monkeypatch, stack):
     """Make this process a laptop logged in as the given user: only the three variables."""
 
-    def login(username: str, password: str) -> None:
+    def login(username: str, password: str, url: str | None = None) -> None:
+        url = url or stack.url
         for name in CLIENT_VARIABLES_TO_CLEAR:
             monkeypatch.delenv(name, raising=False)
         # Make sure no ~/.aws on the test machine could lend S3 keys to the client.
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.url)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
         import mlflow
 
-        mlflow.set_tracking_uri(stack.url)
+        mlflow.set_tracking_uri(url)
 
     return login

@@ -27,12 +27,14 @@ MEMORY_GROWTH_LIMIT = 256 * MIB
 TLS = ("--profile", "tls")
 
 
+def wait_proxy_healthy(stack) -> None:
+    # Not verified here: the certificate is what the tests below examine.
+    stack.wait_healthy(60, service="proxy", probe=f"{stack.https_url}/health", verify=False)
+
+
 def start_proxy(stack, **env) -> None:
     stack.compose(*TLS, "up", "-d", "--force-recreate", "proxy", env=env)
-    deadline = time.monotonic() + 60
-    while stack.container_health("proxy") != "healthy":
-        assert time.monotonic() < deadline, stack.compose(*TLS, "logs", "proxy", check=False).stdout
-        time.sleep(1)
+    wait_proxy_healthy(stack)
 
 
 def served_certificate(stack) -> bytes:
@@ -55,17 +57,10 @@ def proxy(stack, tmp_path_factory):
 
 
 @pytest.fixture
-def https_laptop(monkeypatch, stack, admin, proxy):
+def https_laptop(monkeypatch, stack, admin, as_user, proxy):
     """A default MLflow client that was told the URL and to trust the stack's certificate."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL",
-                 "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.https_url)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
+    as_user(*admin, url=stack.https_url)
     monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(proxy))
-    mlflow.set_tracking_uri(stack.https_url)
     yield MlflowClient(tracking_uri=stack.https_url)
     mlflow.set_tracking_uri(stack.url)  # the proxy is gone after this module
 
@@ -112,10 +107,7 @@ def test_mlflow_still_checks_the_host_name_behind_the_proxy(stack, admin, proxy)
 def test_self_signed_certificate_survives_a_restart(stack, proxy):
     before = served_certificate(stack)
     stack.compose(*TLS, "restart", "proxy")
-    deadline = time.monotonic() + 60
-    while stack.container_health("proxy") != "healthy":
-        assert time.monotonic() < deadline
-        time.sleep(1)
+    wait_proxy_healthy(stack)
     assert served_certificate(stack) == before, "laptops would have to trust a new certificate"
 
 
@@ -162,6 +154,11 @@ def test_oversized_upload_gets_a_clear_413_and_stores_nothing(stack, https_lapto
         start_proxy(stack)
 
 
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 def _operator_certificate(directory, common_name="mlflow.example.test"):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -175,8 +172,7 @@ def _operator_certificate(directory, common_name="mlflow.example.test"):
     directory.mkdir(mode=0o755, exist_ok=True)
     os.chmod(directory, 0o755)
     (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "tls.key").write_bytes(_key_pem(key))
     # Readable by the proxy's uid (1003); a real operator would chown instead.
     os.chmod(directory / "tls.key", 0o644)
     return cert
@@ -195,9 +191,7 @@ def test_operator_certificate_is_served(stack, proxy, tmp_path):
 def test_a_key_that_does_not_match_the_certificate_is_named(stack, proxy, tmp_path):
     os.chmod(tmp_path, 0o755)
     _operator_certificate(tmp_path / "certs")
-    other = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "certs" / "tls.key").write_bytes(other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "certs" / "tls.key").write_bytes(_key_pem(ec.generate_private_key(ec.SECP256R1())))
     result = stack.compose(*TLS, "run", "--rm", "--no-deps", "proxy", check=False,
                            env={"PROXY_CERT_DIR": str(tmp_path / "certs")})
     assert result.returncode != 0

@@ -65,19 +65,13 @@ def schema_revision(stack) -> str:
                       "SELECT version_num FROM alembic_version").strip()
 
 
-def test_previous_minor_data_is_migrated_and_read_back(old_stack, monkeypatch, tmp_path):
+def test_previous_minor_data_is_migrated_and_read_back(old_stack, as_user, tmp_path):
     old, current_image, tag = old_stack
     admin = ("admin", old.admin_password())
     assert server_version(old, admin) == previous_mlflow_version()
     revision_before = schema_revision(old)
 
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", old.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
-    mlflow.set_tracking_uri(old.url)
+    as_user(*admin, url=old.url)
     client = MlflowClient(old.url)
 
     experiment_id = client.create_experiment("written-by-the-previous-minor")
