@@ -1,4 +1,4 @@
-"""Prepare the auth database before any server worker starts (run by serve.py).
+"""Prepare the auth database before any server worker starts (run by databases.py).
 
 Migrates it (workers would otherwise race to do so on a fresh install) and makes the
 stack's own accounts match the secret files: the admin, and the non-admin account the
@@ -6,8 +6,7 @@ models job logs in with. Each is created on first start, and its password reset 
 operator rotated it in .env. The secret files are the one source of truth, so
 `scripts/credentials` always prints a password that works.
 
-Usage: python -m mlflow_stack.auth_bootstrap  (needs MLFLOW_AUTH_CONFIG_PATH and
-MODELS_PASSWORD_FILE)
+Needs MLFLOW_AUTH_CONFIG_PATH and MODELS_PASSWORD_FILE.
 """
 
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 from mlflow.server.auth.config import read_auth_config
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
-MODELS_USERNAME = "models"
+from mlflow_stack.settings import MODELS_USERNAME
 
 
 def ensure_account(store: SqlAlchemyStore, username: str, password: str, is_admin: bool) -> None:

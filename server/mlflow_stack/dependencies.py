@@ -4,13 +4,14 @@ Transient states (still starting, not yet resolvable) are retried; answers that 
 not change by waiting (a rejected password or S3 key) fail at once.
 """
 
+import contextlib
 import time
 from collections.abc import Callable
 
 from mlflow_stack import StackError
 from mlflow_stack.settings import Settings
 
-RETRY_SECONDS = 2
+RETRY_SECONDS = 0.5
 
 
 def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: str) -> None:
@@ -29,15 +30,28 @@ def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: 
     )
 
 
+@contextlib.contextmanager
+def postgres_connection(settings: Settings, dbname: str):
+    """A psycopg2 connection as the mlflow role (password from PGPASSFILE), closed after."""
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host=settings.postgres_host, port=settings.postgres_port,
+        dbname=dbname, user="mlflow", connect_timeout=3,
+    )
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def wait_for_postgres(settings: Settings, log) -> None:
     import psycopg2
 
     def attempt():
         try:
-            psycopg2.connect(
-                host=settings.postgres_host, port=settings.postgres_port,
-                dbname="mlflow", user="mlflow", connect_timeout=3,
-            ).close()
+            with postgres_connection(settings, "mlflow"):
+                pass
         except psycopg2.OperationalError as e:
             message = str(e).strip() or repr(e)
             if "password authentication failed" in message:

@@ -5,15 +5,21 @@ databases, then execs `mlflow server`. Every failure ends in one sentence that n
 the fix, never a traceback.
 """
 
+import functools
 import os
+import secrets as secrets_module
 import subprocess
 import sys
 from pathlib import Path
 
 from mlflow_stack import StackError
-from mlflow_stack.dependencies import wait_for_bucket, wait_for_postgres
+from mlflow_stack.databases import ensure_indexes, pending_work
+from mlflow_stack.dependencies import postgres_connection, wait_for_bucket, wait_for_postgres
 from mlflow_stack.runtime_files import write_runtime_files
-from mlflow_stack.settings import Settings
+from mlflow_stack.settings import MODELS_USERNAME, Settings
+
+# MLflow's basic-auth app with streamed artifact downloads (mlflow_stack/app.py).
+APP_NAME = "stack-basic-auth"
 
 SECRET_NAMES = (
     "postgres_password", "s3_access_key", "s3_secret_key", "admin_password", "models_password",
@@ -47,7 +53,7 @@ def server_command(settings: Settings, artifacts_destination: str) -> list[str]:
         "--backend-store-uri", settings.database_uri("mlflow"),
         "--serve-artifacts",
         "--artifacts-destination", artifacts_destination,
-        "--app-name", "basic-auth",
+        "--app-name", APP_NAME,
         "--host", "0.0.0.0",
         "--port", "5000",
         "--workers", str(settings.workers),
@@ -58,21 +64,25 @@ def server_command(settings: Settings, artifacts_destination: str) -> list[str]:
     ]
 
 
-def migrate(settings: Settings) -> None:
-    """Bring both schemas to this MLflow version before any worker starts."""
-    log("migrating the tracking database (mlflow db upgrade)")
-    result = subprocess.run(
-        ["mlflow", "db", "upgrade", settings.database_uri("mlflow")], check=False
-    )
-    if result.returncode != 0:
-        raise StackError(
-            "`mlflow db upgrade` failed (its output is above). The database is unchanged "
-            "or partly migrated: restore the latest backup before retrying (docs/operations.md)."
-        )
-    log("migrating the auth database and checking the admin and models accounts")
-    bootstrap = [sys.executable, "-m", "mlflow_stack.auth_bootstrap"]
-    if subprocess.run(bootstrap, check=False).returncode != 0:
-        raise StackError("preparing the auth database failed (its output is above).")
+def migrate(settings: Settings, secrets: dict[str, str]) -> None:
+    """Bring both schemas and the stack's accounts up to date before any worker starts."""
+    connect = functools.partial(postgres_connection, settings)
+    accounts = {settings.admin_username: secrets["admin_password"],
+                MODELS_USERNAME: secrets["models_password"]}
+    pending = pending_work(connect, accounts)
+    if pending:
+        log(f"preparing the databases: {'; '.join(pending)}")
+        command = [sys.executable, "-m", "mlflow_stack.databases",
+                   settings.database_uri("mlflow")]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise StackError(
+                "preparing the databases failed (the output is above). If a migration "
+                "failed, the database is unchanged or partly migrated: restore the latest "
+                "backup before retrying (docs/operations.md)."
+            )
+    else:
+        log("both database schemas and the stack's accounts are current")
+    ensure_indexes(connect)
 
 
 def main() -> None:
@@ -86,16 +96,29 @@ def main() -> None:
     os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets["flask_secret_key"]
     os.environ["MODELS_PASSWORD_FILE"] = str(secrets_dir / "models_password")
+    # What `mlflow server` does only for the app name "basic-auth" (mlflow/server/__init__.py)
+    # and must happen for ours too: the accounts are prepared before the workers start
+    # (migrate() below), and job subprocesses get a per-start token that lets them call
+    # the AI Gateway as the user who queued the job (MLflow accepts it on /gateway/ only).
+    os.environ["_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"] = secrets_module.token_hex(32)
+    # MLflow's job engines: "executor" runs each job (GenAI scorers, prompt optimisation)
+    # as a subprocess when one is queued; Huey keeps a consumer process per job type
+    # running, which costs ~2 s of CPU each at every start and ~150 MB each while idle.
+    if settings.job_engine == "executor":
+        os.environ["MLFLOW_SERVER_JOB_EXECUTION_ENGINE"] = "executor"
+    else:
+        os.environ.pop("MLFLOW_SERVER_JOB_EXECUTION_ENGINE", None)  # MLflow's default: Huey
     # Credentials come only from the files above, never from inherited variables.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"):
         os.environ.pop(name, None)
 
     wait_for_postgres(settings, log)
     wait_for_bucket(settings, log)
-    migrate(settings)
+    migrate(settings, secrets)
 
     command = server_command(settings, f"s3://{settings.bucket}/artifacts")
-    log(f"starting mlflow server with {settings.workers} workers; allowed hosts: "
+    log(f"starting mlflow server with {settings.workers} workers, job engine "
+        f"{settings.job_engine}; allowed hosts: "
         f"{','.join(settings.allowed_hosts)}; browser origins allowed to make changes: "
         f"localhost, {','.join(settings.cors_allowed_origins) or '(no others)'}")
     os.execvp(command[0], command)

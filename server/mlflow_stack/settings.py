@@ -1,12 +1,24 @@
 """The tracking server's settings, read from the environment and checked up front."""
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
 
 from mlflow_stack import StackError
 
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+JOB_ENGINES = ("executor", "huey")
+# The non-admin account the models job logs in with (its password: secret models_password).
+MODELS_USERNAME = "models"
+
+
+def default_workers(cores: int | None = None) -> int:
+    """Two uvicorn workers per core, at most 8: requests wait on PostgreSQL and MinIO about
+    as long as they compute, and each worker holds ~250 MB. docs/performance.md has the
+    measurements behind it."""
+    cores = cores or os.cpu_count() or 1
+    return max(2, min(8, 2 * cores))
 
 # Always allowed: the in-stack service name (the models job and healthchecks use it),
 # loopback, and the private address ranges MLflow itself allows when no list is given,
@@ -93,6 +105,7 @@ class Settings:
     default_permission: str
     admin_username: str
     workers: int
+    job_engine: str
     auth_cache_ttl_seconds: int
     startup_timeout_seconds: int
     bucket: str
@@ -107,6 +120,11 @@ class Settings:
             raise StackError(
                 f"MLFLOW_DEFAULT_PERMISSION={permission!r} is not one of {', '.join(PERMISSIONS)}."
             )
+        job_engine = env.get("MLFLOW_JOB_ENGINE", "").strip().lower() or "executor"
+        if job_engine not in JOB_ENGINES:
+            raise StackError(
+                f"MLFLOW_JOB_ENGINE={job_engine!r} is not one of {', '.join(JOB_ENGINES)}."
+            )
         admin = env.get("MLFLOW_ADMIN_USERNAME", "").strip() or "admin"
         bucket = env.get("MLFLOW_S3_BUCKET", "").strip() or "mlflow"
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
@@ -120,7 +138,8 @@ class Settings:
                                                       env.get("MLFLOW_CORS_ALLOWED_ORIGINS", "")),
             default_permission=permission,
             admin_username=admin,
-            workers=_int(env, "MLFLOW_WORKERS", 4, 1),
+            workers=_int(env, "MLFLOW_WORKERS", default_workers(), 1),
+            job_engine=job_engine,
             auth_cache_ttl_seconds=_int(env, "MLFLOW_AUTH_CACHE_TTL_SECONDS", 60, 0),
             startup_timeout_seconds=_int(env, "MLFLOW_STARTUP_TIMEOUT", 120, 1),
             bucket=bucket,

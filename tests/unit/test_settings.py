@@ -1,17 +1,22 @@
 import pytest
 
 from mlflow_stack import StackError
-from mlflow_stack.settings import BUILTIN_ALLOWED_HOSTS, Settings, allowed_hosts
+from mlflow_stack.settings import BUILTIN_ALLOWED_HOSTS, Settings, allowed_hosts, default_workers
 
 
 def test_defaults():
     s = Settings.from_env({})
     assert s.default_permission == "READ"
     assert s.admin_username == "admin"
-    assert s.workers == 4
+    assert s.workers == default_workers()
+    assert s.job_engine == "executor"
     assert s.auth_cache_ttl_seconds == 60
     assert s.bucket == "mlflow"
     assert s.allowed_hosts == list(BUILTIN_ALLOWED_HOSTS)
+
+
+def test_default_workers_follow_the_cores():
+    assert [default_workers(n) for n in (1, 2, 3, 4, 16)] == [2, 4, 6, 8, 8]
 
 
 def test_service_name_and_loopback_always_allowed():
@@ -45,6 +50,7 @@ def test_permission_is_normalised_and_checked():
     [
         ("MLFLOW_WORKERS", "four", "not a whole number"),
         ("MLFLOW_WORKERS", "0", "at least 1"),
+        ("MLFLOW_JOB_ENGINE", "celery", "not one of executor, huey"),
         ("MLFLOW_AUTH_CACHE_TTL_SECONDS", "-1", "at least 0"),
         ("MLFLOW_S3_BUCKET", "My_Bucket", "not a valid bucket name"),
     ],

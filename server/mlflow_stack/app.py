@@ -1,0 +1,97 @@
+"""The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3.
+
+MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
+into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
+its first byte, and every byte crossed the container's disk twice. Here the same route
+(same paths, same path checks, same permission middleware in front of it, since it stays
+inside MLflow's app) streams the S3 object as it arrives, with its Content-Length, so a
+client can tell a cut-off transfer from a complete one. Anything that is not the stack's
+S3 repository goes to MLflow's own route.
+
+`mlflow server --app-name stack-basic-auth` selects this factory (pyproject.toml entry
+point). MLflow treats the name "basic-auth" specially in the CLI; serve.py does the same
+for this one (accounts prepared before workers start, the internal gateway token).
+"""
+
+import asyncio
+import gc
+import logging
+
+STREAM_CHUNK_BYTES = 1 << 20
+DOWNLOAD_PATHS = (
+    "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
+    "/ajax-api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
+)
+
+
+def create_app():
+    from mlflow.server.auth import create_app as basic_auth_app
+
+    app = basic_auth_app()
+    # FastAPI under uvicorn; under gunicorn MLflow returns its Flask app, left as it is.
+    if hasattr(app, "router") and not _replace_download_routes(app.router):
+        logging.getLogger(__name__).warning(
+            "MLflow's artifact download route was not found: downloads are staged in a "
+            "temporary file first (mlflow_stack/app.py)")
+    # Everything imported and built so far lives as long as the worker. Freezing it keeps
+    # the garbage collector's full passes from walking it: without this, one request in
+    # ~20 that loads many runs stalled ~190 ms in a full collection (docs/performance.md).
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def _replace_download_routes(router) -> int:
+    from fastapi.routing import APIRoute
+
+    replaced = 0
+    for index, route in enumerate(router.routes):
+        included = getattr(route, "original_router", None)  # FastAPI keeps included routers
+        if included is not None:
+            replaced += _replace_download_routes(included)
+        elif (isinstance(route, APIRoute) and route.path in DOWNLOAD_PATHS
+                and route.methods == {"GET"}):
+            router.routes[index] = APIRoute(
+                route.path, _streaming_download(route.endpoint), methods=["GET"],
+                name=route.name,
+            )
+            replaced += 1
+            if hasattr(router, "_mark_routes_changed"):  # FastAPI caches resolved routes
+                router._mark_routes_changed()
+    return replaced
+
+
+def _streaming_download(mlflow_endpoint):
+    async def download_artifact(artifact_path: str):
+        import json
+
+        from fastapi.responses import JSONResponse, StreamingResponse
+        from mlflow.exceptions import MlflowException
+        from mlflow.server.handlers import (
+            _content_disposition_attachment,
+            _get_artifact_repo_mlflow_artifacts,
+            _get_workspace_scoped_repo_path_if_enabled,
+        )
+        from mlflow.utils.mime_type_utils import _guess_mime_type
+        from mlflow.utils.uri import validate_path_is_safe
+
+        from mlflow_stack.proxied_s3 import ProxiedS3ArtifactRepository
+
+        repo = _get_artifact_repo_mlflow_artifacts()
+        if not isinstance(repo, ProxiedS3ArtifactRepository):
+            return await mlflow_endpoint(artifact_path)
+        try:
+            path = _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(artifact_path))
+            size, chunks = await asyncio.to_thread(repo.open_stream, path, STREAM_CHUNK_BYTES)
+        except MlflowException as e:
+            return JSONResponse(status_code=e.get_http_status_code(),
+                                content=json.loads(e.serialize_as_json()))
+        name = path.rsplit("/", 1)[-1]
+        return StreamingResponse(chunks, headers={
+            "Content-Type": _guess_mime_type(name),
+            "Content-Disposition": _content_disposition_attachment(name),
+            "Content-Length": str(size),
+            "X-Content-Type-Options": "nosniff",
+        })
+
+    return download_artifact
