@@ -50,7 +50,7 @@ def read_secrets(directory: Path) -> dict[str, str]:
 def server_command(settings: Settings, artifacts_destination: str) -> list[str]:
     return [
         "mlflow", "server",
-        "--backend-store-uri", settings.database_uri("mlflow"),
+        "--backend-store-uri", settings.tracking_store_uri(),
         "--serve-artifacts",
         "--artifacts-destination", artifacts_destination,
         "--app-name", APP_NAME,
@@ -72,8 +72,7 @@ def migrate(settings: Settings, secrets: dict[str, str]) -> None:
     pending = pending_work(connect, accounts)
     if pending:
         log(f"preparing the databases: {'; '.join(pending)}")
-        command = [sys.executable, "-m", "mlflow_stack.databases",
-                   settings.database_uri("mlflow")]
+        command = [sys.executable, "-m", "mlflow_stack.databases", settings.tracking_store_uri()]
         if subprocess.run(command, check=False).returncode != 0:
             raise StackError(
                 "preparing the databases failed (the output is above). If a migration "

@@ -152,3 +152,8 @@ class Settings:
         # No password here: libpq reads it from PGPASSFILE, so it stays out of argv and logs.
         # psycopg2 explicitly: SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3.
         return f"postgresql+psycopg2://mlflow@{self.postgres_host}:{self.postgres_port}/{database}"
+
+    def tracking_store_uri(self) -> str:
+        """The runs and registry database, with the stack's batching plugin
+        (sqlalchemy_batching.py) for every engine MLflow makes from it."""
+        return f"{self.database_uri('mlflow')}?plugin=stack_batching"

@@ -64,6 +64,25 @@ def test_bad_values_name_the_variable(name, value, message):
 def test_database_uri_uses_psycopg2_and_holds_no_password():
     uri = Settings.from_env({}).database_uri("mlflow_auth")
     assert uri == "postgresql+psycopg2://mlflow@postgres:5432/mlflow_auth"
+    tracking = Settings.from_env({}).tracking_store_uri()
+    assert tracking == "postgresql+psycopg2://mlflow@postgres:5432/mlflow?plugin=stack_batching"
+
+
+def test_batching_plugin_sets_psycopg2_executemany_mode():
+    import sqlalchemy
+    from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    from mlflow_stack.sqlalchemy_batching import BatchingPlugin
+
+    url = sqlalchemy.engine.make_url(Settings.from_env({}).tracking_store_uri())
+    plugin = BatchingPlugin(url, {})
+    args = {}
+    plugin.handle_dialect_kwargs(PGDialect_psycopg2, args)
+    assert args == {"executemany_mode": "values_plus_batch"}
+    other = {}
+    plugin.handle_dialect_kwargs(SQLiteDialect_pysqlite, other)
+    assert other == {}
 
 
 def test_listed_names_are_allowed_browser_origins_and_nothing_else_by_default():
