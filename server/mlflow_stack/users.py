@@ -6,7 +6,7 @@ admin password is read from the secret file, so the operator never types it.
   add USER [--admin] [--password-stdin]      create; prints a generated password
   password USER [--password-stdin]           set a new password; prints it if generated
   admin USER yes|no                          grant or revoke admin
-  grant USER PERMISSION experiment NAME|ID   READ, EDIT, MANAGE or NO_PERMISSIONS
+  grant USER PERMISSION experiment NAME|ID   READ, USE, EDIT, MANAGE or DENY
   grant USER PERMISSION model NAME           (a registered model)
   revoke USER experiment NAME|ID | model NAME
   delete USER
@@ -20,10 +20,14 @@ import sys
 from pathlib import Path
 
 from mlflow_stack import StackError
-from mlflow_stack.settings import PERMISSIONS
 
 MIN_PASSWORD_LENGTH = 12
 RESOURCE_TYPES = {"experiment": "experiment", "model": "registered_model"}
+# What MLflow 3.17 accepts on one experiment or model (RESOURCE_GRANTABLE_PERMISSIONS);
+# DENY takes away what MLFLOW_DEFAULT_PERMISSION would give. NO_PERMISSIONS, the name
+# the default setting uses, is taken as DENY here.
+GRANTABLE = ("READ", "USE", "EDIT", "MANAGE", "DENY")
+ALIASES = {"NO_PERMISSIONS": "DENY"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     adm.add_argument("value", choices=["yes", "no"])
     grant = sub.add_parser("grant", help="give a user a permission on an experiment or model")
     grant.add_argument("username")
-    grant.add_argument("permission", type=str.upper, choices=PERMISSIONS)
+    grant.add_argument("permission", type=lambda v: ALIASES.get(v.upper(), v.upper()),
+                       choices=GRANTABLE)
     grant.add_argument("resource", choices=RESOURCE_TYPES)
     grant.add_argument("name", help="experiment name or id, or registered model name")
     revoke = sub.add_parser("revoke", help="remove a user's permission")

@@ -1,0 +1,125 @@
+"""The stack's own artifact paths (server/mlflow_stack/app.py, proxied_s3.py): uploads
+stream into S3 multipart uploads, downloads stream out of S3 with their length, and both
+keep MLflow's permission checks and error answers."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from .stack import REPO
+
+DOWNLOAD_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts")
+
+
+def user_script(stack, *args):
+    return subprocess.run(
+        [str(REPO / "scripts" / "user"), *args], capture_output=True, text=True,
+        env={**os.environ, "COMPOSE_PROJECT_NAME": stack.project}, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def artifact(stack, admin, tmp_path_factory):
+    """An experiment with one run and a 20 MiB artifact, logged by the admin."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
+    try:
+        client = MlflowClient(tracking_uri=stack.url)
+        name = f"streaming-{time.time_ns()}"
+        experiment_id = client.create_experiment(name)
+        run_id = client.create_run(experiment_id).info.run_id
+        data = os.urandom(20 * 1024 * 1024)
+        path = tmp_path_factory.mktemp("art") / "weights.bin"
+        path.write_bytes(data)
+        client.log_artifact(run_id, str(path))
+    finally:
+        mp.undo()
+    return {"experiment": name, "experiment_id": experiment_id, "run_id": run_id, "data": data,
+            "key": f"{experiment_id}/{run_id}/artifacts/weights.bin"}
+
+
+def test_upload_went_into_an_s3_multipart_upload(stack, artifact):
+    """A streamed upload reaches MinIO as a multipart object (ETag "<md5>-<parts>"); a
+    staged one would be a single PUT of the finished file."""
+    out = stack.mc("stat", "--json", f"stack/mlflow/artifacts/{artifact['key']}")
+    stat = json.loads(out.strip().splitlines()[-1])
+    assert stat["size"] == len(artifact["data"])
+    assert "-" in stat["etag"], stat["etag"]
+
+
+@pytest.mark.parametrize("prefix", DOWNLOAD_PREFIXES)
+def test_download_streams_with_its_length(stack, admin, artifact, prefix):
+    with requests.get(f"{stack.url}{prefix}/{artifact['key']}", auth=admin, stream=True,
+                      timeout=60) as response:
+        assert response.status_code == 200, response.text[:300]
+        assert response.headers["Content-Length"] == str(len(artifact["data"]))
+        assert "weights.bin" in response.headers["Content-Disposition"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.raw.read() == artifact["data"]
+
+
+def test_missing_artifact_is_a_json_404(stack, admin, artifact):
+    response = requests.get(
+        f"{stack.url}{DOWNLOAD_PREFIXES[0]}/{artifact['experiment_id']}/{artifact['run_id']}"
+        "/artifacts/no-such-file.bin", auth=admin, timeout=30)
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_unsafe_path_is_refused(stack, admin):
+    response = requests.get(f"{stack.url}{DOWNLOAD_PREFIXES[0]}/..%2F..%2Fetc%2Fpasswd",
+                            auth=admin, timeout=30)
+    assert 400 <= response.status_code < 500
+    assert "root:" not in response.text
+
+
+def test_user_without_read_cannot_download_through_any_path(stack, artifact):
+    name = f"nobody{time.time_ns() % 10**8}"
+    added = user_script(stack, "add", name)
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.split("password: ")[1].strip()
+    auth = (name, password)
+    # Default permission READ: the new user can download, which shows the 403 below is the
+    # permission check and not something else.
+    url = f"{stack.url}{DOWNLOAD_PREFIXES[0]}/{artifact['key']}"
+    with requests.get(url, auth=auth, stream=True, timeout=60) as allowed:
+        assert allowed.status_code == 200
+    revoked = user_script(stack, "grant", name, "DENY", "experiment",
+                          artifact["experiment"])
+    assert revoked.returncode == 0, revoked.stderr
+    time.sleep(1)
+    paths = [f"{prefix}/{artifact['key']}" for prefix in DOWNLOAD_PREFIXES] + [
+        f"/get-artifact?run_id={artifact['run_id']}&path=weights.bin",
+        f"/api/2.0/mlflow/artifacts/list?run_id={artifact['run_id']}",
+    ]
+    for path in paths:
+        response = requests.get(stack.url + path, auth=auth, timeout=60)
+        assert response.status_code == 403, (path, response.status_code, response.text[:200])
+        assert artifact["data"][:64] not in response.content
+
+
+def test_upload_cut_off_half_way_stores_nothing(stack, admin, artifact):
+    """A client that promises 8 MiB and disconnects after 3 MiB: no object, not a short one."""
+    key = f"{artifact['experiment_id']}/{artifact['run_id']}/artifacts/cut-off.bin"
+    url = urlparse(stack.url)
+    token = base64.b64encode(f"{admin[0]}:{admin[1]}".encode()).decode()
+    head = (f"PUT {DOWNLOAD_PREFIXES[0]}/{key} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Authorization: Basic {token}\r\nContent-Length: {8 * 1024 * 1024}\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head)
+        sock.sendall(os.urandom(3 * 1024 * 1024))
+    time.sleep(3)
+    listing = stack.mc("ls", "--json", f"stack/mlflow/artifacts/{key}")
+    assert '"key"' not in listing, f"a cut-off upload left an object: {listing}"
+    uploads = stack.mc("ls", "--incomplete", "--json", f"stack/mlflow/artifacts/{key}")
+    assert '"key"' not in uploads, f"the multipart upload was not aborted: {uploads}"
