@@ -69,7 +69,10 @@ def migrate(settings: Settings, secrets: dict[str, str]) -> None:
     connect = functools.partial(postgres_connection, settings)
     accounts = {settings.admin_username: secrets["admin_password"],
                 MODELS_USERNAME: secrets["models_password"]}
-    pending = pending_work(connect, accounts)
+    try:
+        pending = pending_work(connect, accounts)
+    except Exception as e:  # noqa: BLE001 - the slow path below checks everything itself
+        pending = [f"the quick check failed ({type(e).__name__}: {e})"]
     if pending:
         log(f"preparing the databases: {'; '.join(pending)}")
         command = [sys.executable, "-m", "mlflow_stack.databases", settings.tracking_store_uri()]
@@ -81,7 +84,11 @@ def migrate(settings: Settings, secrets: dict[str, str]) -> None:
             )
     else:
         log("both database schemas and the stack's accounts are current")
-    ensure_indexes(connect)
+    try:
+        ensure_indexes(connect)
+    except Exception as e:  # noqa: BLE001 - an index only speeds up search; serve without it
+        log(f"warning: could not create the stack's search indexes ({type(e).__name__}: {e}); "
+            "searching experiments with many runs stays slow until the next start")
 
 
 def main() -> None:
