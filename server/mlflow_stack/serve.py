@@ -109,7 +109,8 @@ def main() -> None:
     os.environ["_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"] = secrets_module.token_hex(32)
     # MLflow's job engines: "executor" runs each job (GenAI scorers, prompt optimisation)
     # as a subprocess when one is queued; Huey keeps a consumer process per job type
-    # running, which costs ~2 s of CPU each at every start and ~235 MB each while idle (the mlflow container: 2.2 GiB with Huey, 1.2 GiB without).
+    # running: ~2 s of CPU each at every start and ~235 MB each while idle (the idle
+    # container: 2.2 GiB with Huey, 1.2 GiB without).
     if settings.job_engine == "executor":
         os.environ["MLFLOW_SERVER_JOB_EXECUTION_ENGINE"] = "executor"
     else:
