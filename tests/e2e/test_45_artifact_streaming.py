@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import socket
-import subprocess
 import time
 from urllib.parse import urlparse
 
@@ -14,16 +13,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from .stack import REPO
+from .test_40_permissions import user_script
 
 DOWNLOAD_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts")
-
-
-def user_script(stack, *args):
-    return subprocess.run(
-        [str(REPO / "scripts" / "user"), *args], capture_output=True, text=True,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": stack.project}, timeout=120,
-    )
 
 
 @pytest.fixture(scope="module")

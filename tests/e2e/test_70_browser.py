@@ -8,7 +8,6 @@ scripts/test tests/e2e/test_70_browser.py` regenerates the pictures the README s
 
 import os
 import re
-import subprocess
 import tempfile
 import time
 import uuid
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from .stack import REPO
+from .test_40_permissions import user_script
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -99,13 +99,6 @@ def screenshot(page, name):
 
 def suffix():
     return uuid.uuid4().hex[:6]
-
-
-def user_script(stack, *args):
-    return subprocess.run(
-        [str(REPO / "scripts" / "user"), *args], capture_output=True, text=True,
-        env={**os.environ, "COMPOSE_PROJECT_NAME": stack.project}, timeout=120,
-    )
 
 
 def test_ui_asks_for_a_login_and_lists_experiments(stack, admin, as_user, browser, open_ui):
