@@ -35,9 +35,10 @@ import requests
 
 from tests.e2e.memory import MemoryPeaks
 from tests.e2e.stack import REPO, Stack, free_port
+from tests.load.log_load import percentile
+from tests.load.request_latency import measure
 
 MIB = 1 << 20
-TRIVIAL = "/api/2.0/mlflow/experiments/search?max_results=1"
 ANCHOR_SCHEMA = "anchor"
 
 SIZES = {
@@ -71,11 +72,6 @@ os.execvp('mlflow', ['mlflow', 'server', '--backend-store-uri', uri, '--serve-ar
 
 def log(message: str) -> None:
     print(f"benchmark: {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 @dataclass
@@ -120,17 +116,8 @@ def ratio(ours: float, other: float) -> str:
 # 1. Latency ------------------------------------------------------------------------------
 
 def latency(target: Target, calls: int, reuse: bool) -> tuple[float, float]:
-    session = requests.Session() if reuse else None
-    times = []
-    for i in range(calls):
-        start = time.perf_counter()
-        # verify per call: a Session's own verify loses to REQUESTS_CA_BUNDLE.
-        response = (session or requests).get(target.url + TRIVIAL, auth=target.auth,
-                                              verify=target.verify, timeout=30)
-        elapsed = (time.perf_counter() - start) * 1000
-        response.raise_for_status()
-        if i >= 5:  # warm-up
-            times.append(elapsed)
+    """p50 and p95 (ms) of the trivial call, as tests/load/request_latency.py times it."""
+    times = measure(target.url, target.auth, target.verify, calls, reuse)
     return statistics.median(times), percentile(times, 95)
 
 
