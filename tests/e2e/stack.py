@@ -13,7 +13,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 # Optional services (docker-compose.yml profiles) the suite also builds and cleans up.
-ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls")
+ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls",
+                "--profile", "gc")
 
 
 def sha256_file(path) -> str:
