@@ -1,4 +1,5 @@
-"""The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3.
+"""The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
+failed logins limited (login_limit.py) and requests counted for Prometheus (metrics.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
@@ -28,6 +29,14 @@ def create_app():
     from mlflow.server.auth import create_app as basic_auth_app
 
     app = basic_auth_app()
+    if hasattr(app, "add_middleware"):
+        from mlflow_stack import metrics
+        from mlflow_stack.login_limit import LoginLimitMiddleware, from_env
+
+        # Starlette runs the middleware added last first: metrics see every answer (the
+        # limiter's 429s too), and a refused login never reaches MLflow's password hashing.
+        app.add_middleware(LoginLimitMiddleware, limiter=from_env())
+        metrics.install(app)
     # FastAPI under uvicorn; under gunicorn MLflow returns its Flask app, left as it is.
     if hasattr(app, "router") and not _replace_download_routes(app.router):
         logging.getLogger(__name__).warning(

@@ -8,6 +8,7 @@ the fix, never a traceback.
 import functools
 import os
 import secrets as secrets_module
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,17 @@ def main() -> None:
     # (migrate() below), and job subprocesses get a per-start token that lets them call
     # the AI Gateway as the user who queued the job (MLflow accepts it on /gateway/ only).
     os.environ["_MLFLOW_INTERNAL_GATEWAY_AUTH_TOKEN"] = secrets_module.token_hex(32)
+    # The login limiter's state (login_limit.py) starts empty at every start; its key
+    # turns passwords seen to work into digests that are useless without it.
+    os.environ["MLFLOW_STACK_LOGIN_LIMIT_KEY"] = secrets_module.token_hex(32)
+    for stale in runtime_dir.glob("login-limit.sqlite*"):
+        stale.unlink()
+    # Each worker writes its request metrics here (metrics.py); values from a previous
+    # start would otherwise be summed into this one's.
+    metrics_dir = runtime_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # MLflow's job engines: "executor" runs each job (GenAI scorers, prompt optimisation)
     # as a subprocess when one is queued; Huey keeps a consumer process per job type
     # running: ~2 s of CPU each at every start and ~235 MB each while idle (the idle

@@ -107,6 +107,9 @@ class Settings:
     workers: int
     job_engine: str
     auth_cache_ttl_seconds: int
+    login_failure_limit: int
+    login_window_seconds: int
+    login_block_seconds: int
     startup_timeout_seconds: int
     bucket: str
     postgres_host: str
@@ -141,6 +144,9 @@ class Settings:
             workers=_int(env, "MLFLOW_WORKERS", default_workers(), 1),
             job_engine=job_engine,
             auth_cache_ttl_seconds=_int(env, "MLFLOW_AUTH_CACHE_TTL_SECONDS", 60, 0),
+            login_failure_limit=_int(env, "MLFLOW_LOGIN_FAILURE_LIMIT", 10, 0),
+            login_window_seconds=_int(env, "MLFLOW_LOGIN_WINDOW_SECONDS", 60, 1),
+            login_block_seconds=_int(env, "MLFLOW_LOGIN_BLOCK_SECONDS", 60, 1),
             startup_timeout_seconds=_int(env, "MLFLOW_STARTUP_TIMEOUT", 120, 1),
             bucket=bucket,
             postgres_host=env.get("POSTGRES_HOST", "postgres"),
