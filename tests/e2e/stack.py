@@ -13,8 +13,8 @@ import requests
 
 REPO = Path(__file__).resolve().parents[2]
 # Optional services (docker-compose.yml profiles) the suite also builds and cleans up.
-ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls",
-                "--profile", "gc")
+ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls", "--profile", "gc",
+                "--profile", "monitoring")
 
 
 def sha256_file(path) -> str:
@@ -44,11 +44,14 @@ class Stack:
         self.model_server_url = f"http://127.0.0.1:{self.model_server_port}"
         self.https_port, self.http_port = free_port(), free_port()
         self.https_url = f"https://127.0.0.1:{self.https_port}"
+        self.prometheus_port = free_port()
+        self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
         self.env = {
             "BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(port),
             "MODEL_SERVER_BIND_ADDRESS": "127.0.0.1", "MODEL_SERVER_PORT": str(self.model_server_port),
             "PROXY_BIND_ADDRESS": "127.0.0.1", "HTTPS_PORT": str(self.https_port),
             "HTTP_PORT": str(self.http_port),
+            "PROMETHEUS_BIND_ADDRESS": "127.0.0.1", "PROMETHEUS_PORT": str(self.prometheus_port),
             **(env or {}),
         }
 
@@ -120,9 +123,56 @@ class Stack:
     def admin_password(self) -> str:
         return self.secret("mlflow", "admin_password")
 
+    def image(self, service: str) -> str:
+        return f"mlflow-stack/{service}:{self.env.get('STACK_IMAGE_TAG', 'local')}"
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}_default"
+
+    def machine(self, name: str) -> "NetworkMachine":
+        """Another machine on the stack network, with its own address."""
+        return NetworkMachine(self, name)
+
     def mc(self, *args: str) -> str:
         """mc as MinIO's root, from inside the stack network (the laptop has no S3 keys)."""
         return self.exec("minio", "mc-root.sh", *args)
+
+
+class NetworkMachine:
+    """A container of the server image on the stack network, idle until told to run a
+    Python script: a client that is not on this machine's loopback and keeps its address
+    for as long as it lives. Use it as a context manager."""
+
+    def __init__(self, stack: Stack, name: str):
+        self.container = f"{stack.project}-{name}"
+        subprocess.run(
+            ["docker", "run", "-d", "--rm", "--name", self.container, "--network", stack.network,
+             "--entrypoint", "sleep", stack.image("server"), "3600"],
+            check=True, capture_output=True, text=True)
+        out = subprocess.run(["docker", "inspect", self.container], check=True,
+                             capture_output=True, text=True).stdout
+        networks = json.loads(out)[0]["NetworkSettings"]["Networks"]
+        self.address = networks[stack.network]["IPAddress"]
+
+    def python(self, script: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(["docker", "exec", self.container, "python", "-c", script, *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def run_python(self, script: str, *args: str, timeout: float = 300) -> str:
+        process = self.python(script, *args)
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err
+        return out
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
+
+    def __enter__(self) -> "NetworkMachine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 def docker_available() -> bool:
