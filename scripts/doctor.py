@@ -8,6 +8,7 @@ exits 1 if any check failed.
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import os
 import re
@@ -32,7 +33,19 @@ EXPERIMENT = "doctor"
 LONG_RUNNING = ("postgres", "minio", "mlflow")
 ONE_SHOT = ("secrets", "minio-init", "models")
 # Services of the optional profiles: their problems do not stop the tracking server.
-OPTIONAL = ("models", "model-server")
+OPTIONAL = ("models", "model-server", "gc", "prometheus")
+ALL_PROFILES = ("--profile", "models", "--profile", "serve", "--profile", "tls",
+                "--profile", "gc", "--profile", "monitoring")
+# Where the monitoring profile's Prometheus (or any scraper on the stack network) reads.
+SCRAPE_TARGETS = {"mlflow": "http://mlflow:9464/metrics",
+                  "minio": "http://minio:9000/minio/v2/metrics/cluster"}
+FETCH_STATUS = ("import sys, urllib.request\n"
+                "for url in sys.argv[1:]:\n"
+                "    try: print(urllib.request.urlopen(url, timeout=10).status)\n"
+                "    except Exception as e: print(type(e).__name__, str(e)[:200])\n")
+LOGIN_REFUSED = re.compile(r"login limit: refusing logins from (\S+) .*\(user names tried: (.*)\)")
+LOGIN_FAILED = re.compile(r"failed login for user '(.*)' from (\S+) ")
+GC_STALE_SECONDS = 2 * 86400
 INVALID_HOST = "Invalid Host header"
 CORS_BLOCKED = "Cross-origin request blocked"
 
@@ -136,7 +149,7 @@ def check_docker(report: Report) -> bool:
 
 
 def compose_containers() -> tuple[list[dict] | None, str]:
-    result = compose("--profile", "models", "--profile", "serve", "--profile", "tls", "ps", "--all", "--format", "json")
+    result = compose(*ALL_PROFILES, "ps", "--all", "--format", "json")
     if result.returncode != 0:
         return None, last_line(result.stderr)
     text = result.stdout.strip()
@@ -165,7 +178,7 @@ def check_containers(report: Report) -> bool:
     report.ok("project", f"{project} ({len(containers)} containers)")
     by_service = {c.get("Service"): c for c in containers}
     mlflow_running = False
-    for service in LONG_RUNNING + ("model-server", "proxy") + ONE_SHOT:
+    for service in LONG_RUNNING + ("model-server", "proxy", "gc", "prometheus") + ONE_SHOT:
         c = by_service.get(service)
         check = f"container {service}"
         if c is None:
@@ -457,6 +470,113 @@ def check_disk(report: Report) -> None:
         report.ok(check, f"{free / 1024**3:.1f} GB free on {where}")
 
 
+def check_metrics(report: Report) -> None:
+    check = "metrics"
+    prometheus = compose("ps", "-q", "--status", "running", "prometheus").stdout.strip()
+    if prometheus:
+        up = compose("exec", "-T", "prometheus", "promtool", "query", "instant",
+                     "http://127.0.0.1:9090", "up")
+        states = dict(re.findall(r'job="([^"]+)".*=> (\d)', up.stdout))
+        down = [job for job in SCRAPE_TARGETS if states.get(job) != "1"]
+        if up.returncode != 0:
+            report.warn(check, f"could not ask Prometheus: {last_line(up.stderr)}",
+                        "Read: docker compose logs prometheus")
+        elif down:
+            report.fail(check, f"Prometheus cannot scrape {', '.join(down)}",
+                        "Read the scrape error at the targets page of Prometheus (127.0.0.1:"
+                        "PROMETHEUS_PORT/targets) and docker compose logs " + " ".join(down))
+        else:
+            report.ok(check, "Prometheus scrapes mlflow and minio")
+        return
+    # No Prometheus here: ask from the mlflow container, which is on the stack network.
+    result = compose("exec", "-T", "mlflow", "python", "-c", FETCH_STATUS, *SCRAPE_TARGETS.values())
+    answers = result.stdout.split("\n")
+    failing = [f"{name} ({answers[i].strip() or 'no answer'})"
+               for i, name in enumerate(SCRAPE_TARGETS)
+               if i >= len(answers) or answers[i].strip() != "200"]
+    if failing:
+        report.warn(check, f"metrics not served to the stack network: {', '.join(failing)}",
+                    "Recreate the services with this checkout's settings: docker compose up -d "
+                    "(mlflow serves port 9464; MinIO needs MINIO_PROMETHEUS_AUTH_TYPE=public).")
+    else:
+        report.ok(check, "mlflow and minio serve metrics on the stack network (no Prometheus "
+                         "running: docker compose --profile monitoring up -d)")
+
+
+def check_log_limits(report: Report) -> None:
+    check = "log limits"
+    ids = compose(*ALL_PROFILES, "ps", "-a", "-q").stdout.split()
+    if not ids:
+        return
+    result = run("docker", "inspect", "--format",
+                 '{{index .Config.Labels "com.docker.compose.service"}} {{.HostConfig.LogConfig.Type}} '
+                 '{{index .HostConfig.LogConfig.Config "max-size"}}', *ids)
+    unbounded = sorted({line.split()[0] for line in result.stdout.splitlines()
+                        if len(line.split()) < 3 or line.split()[1] not in ("json-file", "local")})
+    if result.returncode != 0:
+        report.warn(check, f"could not inspect the containers: {last_line(result.stderr)}",
+                    "Check Docker: docker compose ps")
+    elif unbounded:
+        report.warn(check, f"unbounded logs: {', '.join(unbounded)}",
+                    "These containers predate the log limits; recreate them: docker compose "
+                    "up -d (LOG_MAX_SIZE and LOG_MAX_FILES in .env set the limits).")
+    else:
+        report.ok(check, f"every container's log is bounded ({len(ids)} containers)")
+
+
+def check_gc(report: Report) -> None:
+    check = "gc"
+    result = compose("exec", "-T", "mlflow", "python", "-m", "mlflow_stack.gc", "--last")
+    text = result.stdout.strip()
+    scheduled = bool(compose("ps", "-q", "--status", "running", "gc").stdout.strip())
+    fix = ("Run scripts/gc (deletes for good what was deleted more than 30 days ago), or "
+           "schedule it daily: docker compose --profile gc up -d")
+    if result.returncode != 0 or not text:
+        report.warn(check, f"could not read when gc last ran: {last_line(result.stderr)}",
+                    "Read: docker compose logs mlflow")
+    elif "never run" in text:
+        report.warn(check, "gc has never run: deleted runs and their artifacts still take space",
+                    fix)
+    elif " failed" in text or "still running" in text:
+        report.warn(check, text, "Read why in: docker compose logs gc (or the output of "
+                                 "scripts/gc); the next gc retries what is left.")
+    else:
+        started = re.search(r"started (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text)
+        # gc prints the database's time: UTC, the zone of the postgres container.
+        age = time.time() - calendar.timegm(time.strptime(started[1], "%Y-%m-%d %H:%M:%S")) \
+            if started else 0
+        if scheduled and age > GC_STALE_SECONDS:
+            report.warn(check, f"{text} (more than two days ago, though the gc service runs)",
+                        "Read: docker compose logs gc")
+        else:
+            report.ok(check, text + ("" if scheduled else " (not scheduled)"))
+
+
+def check_failed_logins(report: Report) -> None:
+    check = "failed logins"
+    logs = compose("logs", "--no-color", "--since", "24h", "mlflow", timeout=120)
+    refused: dict[str, str] = {}
+    bursts = 0
+    for line in logs.stdout.splitlines():
+        if match := LOGIN_REFUSED.search(line):
+            refused[match[1]] = match[2]
+        elif LOGIN_FAILED.search(line):
+            bursts += 1
+    if logs.returncode != 0:
+        report.warn(check, f"could not read the mlflow log: {last_line(logs.stderr)}",
+                    "Check: docker compose logs mlflow")
+    elif refused:
+        who = "; ".join(f"{address} (tried {names})" for address, names in list(refused.items())[:5])
+        report.warn(check, f"{len(refused)} address(es) reached the failed-login limit in the "
+                           f"last 24 h: {who}",
+                    "If these are not your users, block the addresses at the firewall; if they "
+                    "are, check their password (scripts/user password NAME sets a new one). "
+                    "Details: docker compose logs mlflow | grep 'login'")
+    else:
+        report.ok(check, f"no address reached the failed-login limit in the last 24 h "
+                         f"({bursts} burst(s) of failed logins)")
+
+
 def check_clock(report: Report) -> None:
     check = "clock"
     before = time.time()
@@ -500,8 +620,12 @@ def main() -> int:
         report.fail("tracking server", "skipped the HTTP checks: the mlflow service is not running",
                     "Start the stack: docker compose up -d")
     check_disk(report)
+    check_log_limits(report)
     if mlflow_running:
         check_clock(report)
+        check_metrics(report)
+        check_gc(report)
+        check_failed_logins(report)
     return 1 if report.failed else 0
 
 

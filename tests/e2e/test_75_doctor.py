@@ -31,9 +31,36 @@ def test_doctor_passes_on_the_healthy_stack(stack):
     for check in ("docker", "compose", "container mlflow", "container postgres",
                   "container minio", "public host", "tracking login", "browser changes",
                   "artifact round trip",
-                  "docker disk", "clock"):
+                  "docker disk", "clock", "log limits", "metrics"):
         line(lines, f"OK   {check}:")
+    # Whether gc ran and logins failed depends on the tests before; each gets its line.
+    for check in ("gc", "failed logins"):
+        assert [text for text in lines
+                if text.startswith((f"OK   {check}:", f"WARN {check}:"))], result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_names_an_address_that_guessed_passwords(stack):
+    from .test_47_login_limit import logins_from
+
+    with stack.machine("doctor-guesser") as guesser:
+        results = logins_from(guesser, "doctor-victim", attempts=12)
+        assert {status for status, _ in results} == {401, 429}, results
+        result, lines = doctor(stack)
+    assert result.returncode == 0, result.stdout + result.stderr
+    i = line(lines, "WARN failed logins:")
+    assert guesser.address in lines[i] and "doctor-victim" in lines[i], lines[i]
+    assert lines[i + 1].lstrip().startswith("fix:"), lines[i + 1]
+
+
+def test_doctor_says_when_gc_last_ran(stack):
+    gc = subprocess.run([str(REPO / "scripts" / "gc"), "--older-than", "30d"],
+                        capture_output=True, text=True, timeout=300,
+                        env={**os.environ, **stack.env, "COMPOSE_PROJECT_NAME": stack.project})
+    assert gc.returncode == 0, gc.stderr
+    result, lines = doctor(stack)
+    i = line(lines, "OK   gc:")
+    assert "ok in" in lines[i] and "older than 30d" in lines[i], lines[i]
 
 
 def test_doctor_names_a_wrong_password(stack, admin):
