@@ -43,9 +43,11 @@ ANCHOR_SCHEMA = "anchor"
 
 SIZES = {
     # calls per latency path, clients x log_batch calls, artifact MiB, seeded runs, searches
-    "tiny": dict(calls=15, clients=4, batches=10, artifact_mib=8, runs=500, searches=5),
+    # attack: seconds of password guessing by 8 clients (issue #12's test)
+    "tiny": dict(calls=15, clients=4, batches=10, artifact_mib=8, runs=500, searches=5,
+                 attack=3),
     "full": dict(calls=105, clients=16, batches=150, artifact_mib=1024, runs=100_000,
-                 searches=40),
+                 searches=40, attack=20),
 }
 
 # The anchor: MLflow's docker-compose configuration, from our image. It reads the copy's
@@ -119,6 +121,27 @@ def latency(target: Target, calls: int, reuse: bool) -> tuple[float, float]:
     """p50 and p95 (ms) of the trivial call, as tests/load/request_latency.py times it."""
     times = measure(target.url, target.auth, target.verify, calls, reuse)
     return statistics.median(times), percentile(times, 95)
+
+
+def latency_under_attack(stack: Stack, target: Target, calls: int, seconds: int) -> dict:
+    """The trivial call's latency alone, then while 8 clients on another machine of the
+    stack network guess the same user's password as fast as they are answered."""
+    from tests.e2e.test_47_login_limit import CLIENTS, PROTECTED
+
+    alone = latency(target, calls, reuse=True)
+    times: list[float] = []
+    with stack.machine("bench-attacker") as attacker:
+        process = attacker.python(CLIENTS, "http://mlflow:5000" + PROTECTED, target.auth[0],
+                                  str(seconds), "8", "", "", str(10**9))
+        time.sleep(1)  # the guessing is under way
+        while process.poll() is None:
+            times += measure(target.url, target.auth, target.verify, 10, reuse=True)
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"the guessing clients failed: {err[-2000:]}")
+    statuses = [status for status, _ in json.loads(out)]
+    return {"alone": alone, "attacked": (statistics.median(times), percentile(times, 95)),
+            "guesses": len(statuses), "checked": statuses.count(401)}
 
 
 # 2. Throughput ---------------------------------------------------------------------------
@@ -406,6 +429,14 @@ def run(args) -> str:
                           + ", p50 / p95", ours=cell["ours"], anchor=cell["anchor"],
                           proxy=cell[proxy.name],
                           ratio=f"p50 ours/anchor {ratio(p['ours'][0], p['anchor'][0])}")
+
+            abuse = latency_under_attack(stack, ours, size["calls"], size["attack"])
+            table.add(f"trivial call, one connection, while 8 clients guess the same user's "
+                      f"password for {size['attack']} s from another address, p50 / p95",
+                      ours=f"{abuse['attacked'][0]:.1f} / {abuse['attacked'][1]:.1f} ms "
+                           f"(alone {abuse['alone'][0]:.1f} / {abuse['alone'][1]:.1f} ms; "
+                           f"{abuse['checked']} of {abuse['guesses']} guesses checked)",
+                      ratio=f"p50 attacked/alone {ratio(abuse['attacked'][0], abuse['alone'][0])}")
 
             load = {t.name: log_batch_load(t, size["clients"], size["batches"]) for t in targets}
             cell = {name: f"{r['rps']:.1f} req/s, p99 {r['p99']:.0f} ms "
