@@ -222,6 +222,7 @@ class LoginLimitMiddleware:
         self.is_unprotected_route = is_unprotected_route
         self.trusted_proxy_host = trusted_proxy_host
         self._proxy_addresses: tuple[float, frozenset[str]] = (-math.inf, frozenset())
+        self._warned = False
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or self.limiter.limits.failure_limit == 0:
@@ -233,7 +234,7 @@ class LoginLimitMiddleware:
             return await self.app(scope, receive, send)
         username, password = credentials
         address = await self._client_address(scope, headers)
-        wait = self.limiter.refusal(address, username, password)
+        wait = self._safely(self.limiter.refusal, address, username, password)
         if wait is not None:
             await asyncio.sleep(min(wait, REFUSAL_DELAY_SECONDS))
             return await _too_many_attempts(send, max(1, wait - int(REFUSAL_DELAY_SECONDS)))
@@ -243,14 +244,26 @@ class LoginLimitMiddleware:
                 status = message["status"]
                 challenge = dict(message.get("headers") or ()).get(b"www-authenticate", b"")
                 if status == 401 and challenge.lower() == MLFLOW_CHALLENGE:
-                    self.limiter.failed(address, username)
+                    self._safely(self.limiter.failed, address, username)
                 elif status < 400 or status in (403, 404):
                     # MLflow checked the password and accepted it (403: not allowed to do
                     # this, but logged in).
-                    self.limiter.succeeded(username, password)
+                    self._safely(self.limiter.succeeded, username, password)
             await send(message)
 
         await self.app(scope, receive, send_and_record)
+
+    def _safely(self, method, *args):
+        """The limiter's bookkeeping failing (say, a full tmpfs) must not fail requests:
+        serve without the limit, and say so once per worker."""
+        try:
+            return method(*args)
+        except sqlite3.Error as e:
+            if not self._warned:
+                self._warned = True
+                log(f"warning: the failed-login limit is not working ({e}); logins are "
+                    "served without it until the server restarts or the cause goes away")
+            return None
 
     async def _client_address(self, scope, headers) -> str:
         peer = (scope.get("client") or ("unknown", 0))[0]

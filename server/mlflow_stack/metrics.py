@@ -30,19 +30,27 @@ METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
+@functools.cache
+def _request_metrics():
+    # Once per process: Starlette may build its middleware stack more than once, and
+    # prometheus_client refuses a second metric of the same name.
+    from prometheus_client import Counter, Histogram
+
+    requests = Counter(
+        "mlflow_http_requests", "HTTP requests answered by the tracking server",
+        ["method", "route", "status"])
+    duration = Histogram(
+        "mlflow_http_request_duration_seconds",
+        "Time from a request's arrival to the end of its response",
+        ["method", "route", "status"], buckets=BUCKETS)
+    return requests, duration
+
+
 class RequestMetricsMiddleware:
     def __init__(self, app, route_of):
-        from prometheus_client import Counter, Histogram
-
         self.app = app
         self.route_of = route_of
-        self.requests = Counter(
-            "mlflow_http_requests", "HTTP requests answered by the tracking server",
-            ["method", "route", "status"])
-        self.duration = Histogram(
-            "mlflow_http_request_duration_seconds",
-            "Time from a request's arrival to the end of its response",
-            ["method", "route", "status"], buckets=BUCKETS)
+        self.requests, self.duration = _request_metrics()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -102,3 +102,29 @@ def test_basic_credentials_read_as_mlflow_reads_them():
     gateway = {b"x-mlflow-authorization": encode("bob:pw"), b"authorization": encode("k:v")}
     assert basic_credentials(gateway, "/gateway/chat") == ("bob", "pw")
     assert basic_credentials(gateway, "/api/2.0/x") == ("k", "v")
+
+
+def test_a_broken_state_file_lets_requests_through_and_says_so_once(tmp_path, clock, capsys):
+    import asyncio
+
+    from mlflow_stack.login_limit import LoginLimitMiddleware
+
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    broken = LoginLimiter(str(tmp_path / "missing-dir" / "limit.sqlite"), Limits(3, 60, 30),
+                          b"k" * 32, clock=clock)
+    middleware = LoginLimitMiddleware(app, broken)
+    scope = {"type": "http", "path": "/api/2.0/mlflow/runs/get", "client": ("10.0.0.9", 1),
+             "headers": [(b"authorization", encode("alice:pw"))]}
+
+    async def send(message):
+        pass
+
+    for _ in range(2):
+        asyncio.run(middleware(scope, None, send))
+    assert calls == ["/api/2.0/mlflow/runs/get"] * 2
+    assert capsys.readouterr().err.count("the failed-login limit is not working") == 1
