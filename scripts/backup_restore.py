@@ -10,7 +10,9 @@ The archive is one uncompressed tar:
     databases/mlflow.pgdump        pg_dump -Fc of the tracking database (runs, registry)
     databases/mlflow_auth.pgdump   pg_dump -Fc of the auth database (users, permissions)
     bucket/<key>                   every object of the artifact bucket, under its key
-    manifest.json                  sha256 and size of every file above, versions, times
+    manifest.json                  sha256 and size of every file above, versions, times,
+                                   and fingerprints (never the values) of the two keys the
+                                   stored AI Gateway and webhook secrets are encrypted with
 Everything is streamed: memory use does not grow with the data. Disk: the archive itself
 on the host, plus one copy of the bucket in the minio container's temporary space while
 it is copied (the same on restore).
@@ -70,6 +72,30 @@ SERVER_INFO = (
     "'bucket': os.environ.get('MLFLOW_S3_BUCKET') or 'mlflow'}))"
 )
 
+# Runs inside the mlflow container: fingerprints of the encryption keys (current value
+# first, then the values it replaced), never the keys. Empty lists if a key is missing.
+KEY_FINGERPRINTS = r"""
+import hashlib, json, os, pathlib
+directory = pathlib.Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow"))
+def fingerprint(value):
+    return hashlib.sha256(b"mlflow-stack key fingerprint\0" + value.encode()).hexdigest()[:16]
+out = {}
+for name in ("crypto_kek_passphrase", "webhook_encryption_key"):
+    values = []
+    for path in (directory / name, directory / (name + ".previous")):
+        try:
+            values += [v for v in path.read_text().splitlines() if v]
+        except FileNotFoundError:
+            pass
+    if name == "crypto_kek_passphrase" and values:
+        # MLflow's public default, which the server re-wraps from (mlflow_stack/serve.py).
+        values.append("mlflow-default-kek-passphrase-for-development-only")
+    out[name] = [fingerprint(v) for v in values]
+print(json.dumps(out))
+"""
+KEY_VARIABLES = {"crypto_kek_passphrase": "MLFLOW_CRYPTO_KEK_PASSPHRASE",
+                 "webhook_encryption_key": "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"}
+
 
 class Failure(Exception):
     """Ends the command with one sentence."""
@@ -114,6 +140,47 @@ def psql(database: str, sql: str) -> str:
     return run(f"psql on database {database}", "exec", "-T", "postgres", "psql", "--no-psqlrc",
                "--username=postgres", f"--dbname={database}", "--set=ON_ERROR_STOP=1",
                "--tuples-only", "--no-align", "--command", sql).strip()
+
+
+def key_fingerprints() -> dict[str, list[str]]:
+    return json.loads(run("asking the mlflow container for its key fingerprints", "exec", "-T",
+                          "mlflow", "python", "-c", KEY_FINGERPRINTS))
+
+
+def encrypted_counts() -> tuple[int, int]:
+    """(AI Gateway secrets, webhooks with a signing secret) in the tracking database."""
+    counts = []
+    for table, where in (("secrets", ""),
+                         ("webhooks", " WHERE secret IS NOT NULL AND deleted_timestamp IS NULL")):
+        exists = psql("mlflow", f"SELECT to_regclass('public.{table}') IS NOT NULL") == "t"
+        counts.append(int(psql("mlflow", f"SELECT count(*) FROM {table}{where}")) if exists else 0)
+    return counts[0], counts[1]
+
+
+def check_keys(manifest: dict, ours: dict[str, list[str]]) -> None:
+    """Refuse an archive whose encrypted secrets this stack's keys cannot open."""
+    theirs = manifest.get("encryption")
+    if not isinstance(theirs, dict):
+        return  # made before the stack kept these keys
+    problems = []
+    for name, fingerprint_key, count_key, what in (
+            ("crypto_kek_passphrase", "kek_passphrase_fingerprint", "gateway_secrets",
+             "AI Gateway secret(s)"),
+            ("webhook_encryption_key", "webhook_key_fingerprint", "webhook_secrets",
+             "webhook signing secret(s)")):
+        count, fingerprint = theirs.get(count_key) or 0, theirs.get(fingerprint_key)
+        if count and fingerprint and fingerprint not in ours.get(name, []):
+            problems.append((name, count, what))
+    if problems:
+        listed = " and ".join(f"{count} {what}" for _, count, what in problems)
+        variables = " and ".join(KEY_VARIABLES[name] for name, _, _ in problems)
+        raise Failure(
+            f"the archive holds {listed} encrypted with other keys than this stack's, so they "
+            f"could not be used after a restore; nothing was changed. Set {variables} in .env to "
+            "the values of the stack the backup was made on (kept with the backup; on that stack: "
+            "docker compose exec mlflow cat /secrets/mlflow/<crypto_kek_passphrase or "
+            "webhook_encryption_key>), run docker compose up -d, then restore again; or pass "
+            "--force to restore without them (they stay unreadable until entered again)")
 
 
 def server_info() -> dict:
@@ -164,6 +231,8 @@ def add_member(out: tarfile.TarFile, files: dict, name: str, f, size: int) -> No
 def backup(directory: Path) -> Path:
     require_running("postgres", "minio", "mlflow")
     info = server_info()
+    fingerprints = key_fingerprints()
+    gateway_secrets, webhook_secrets = encrypted_counts()
     postgres_version = run("asking PostgreSQL for its version", "exec", "-T", "postgres",
                            "postgres", "--version").strip()
     started = now()
@@ -216,10 +285,24 @@ def backup(directory: Path) -> Path:
                 "secrets_included": False,
                 "secrets_note": (
                     "Users' passwords are in mlflow_auth as hashes and come back with it. "
-                    "The stack's generated secrets (database, MinIO and admin passwords) are "
-                    "not in the archive: after a restore the admin logs in with the password "
-                    "of the stack restored into (scripts/credentials)."
+                    "The stack's generated secrets (database, MinIO and admin passwords, "
+                    "encryption keys) are not in the archive: after a restore the admin logs "
+                    "in with the password of the stack restored into (scripts/credentials). "
+                    "The AI Gateway's API keys and the webhooks' signing secrets in the "
+                    "databases are encrypted with MLFLOW_CRYPTO_KEK_PASSPHRASE and "
+                    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY: keep both values (docker compose "
+                    "exec mlflow cat /secrets/mlflow/crypto_kek_passphrase "
+                    "/secrets/mlflow/webhook_encryption_key) with the backup, apart from it; "
+                    "restore refuses a stack with other keys."
                 ),
+                "encryption": {
+                    "kek_passphrase_fingerprint":
+                        (fingerprints.get("crypto_kek_passphrase") or [None])[0],
+                    "webhook_key_fingerprint":
+                        (fingerprints.get("webhook_encryption_key") or [None])[0],
+                    "gateway_secrets": gateway_secrets,
+                    "webhook_secrets": webhook_secrets,
+                },
                 "files": files,
             }
             data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
@@ -422,6 +505,12 @@ def restore(path: Path, force: bool, timeout: float) -> None:
                 raise Failure(f"the archive was made with MLflow {theirs}, newer than this "
                               f"stack's {ours}, whose schema migrations cannot go back; upgrade "
                               "the stack first (or pass --force to try anyway)")
+            if not force:
+                check_keys(manifest, key_fingerprints())
+        elif not force and (manifest.get("encryption") or {}).get("kek_passphrase_fingerprint"):
+            raise Failure("the mlflow service is not running, so this stack's encryption keys "
+                          "cannot be compared with the archive's; start it with: docker compose "
+                          "up -d (or pass --force)")
         runs, models = count_existing()
         if (runs or models) and not force:
             raise Failure(

@@ -8,6 +8,8 @@ start is kept. Values are never printed.
 Run as root inside the server image: python -m mlflow_stack.secrets_init
 """
 
+import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -37,8 +39,16 @@ class Secret:
     readers: tuple[str, ...]
     generate: Callable[[], str] = _password
     min_length: int = MIN_PASSWORD_LENGTH
+    # Extra check of an operator's value (raises StackError); None: safe characters only.
+    check: Callable[[str], None] | None = None
+    # Keep the values this one replaced (file <name>.previous, newest first), so the server
+    # can re-encrypt what the old value protects (serve.py).
+    keep_previous: bool = False
 
     def validate(self, value: str) -> None:
+        if self.check is not None:
+            self.check(value)
+            return
         if len(value) < self.min_length:
             raise StackError(
                 f"{self.env} in .env has {len(value)} characters; it needs at least "
@@ -51,6 +61,39 @@ class Secret:
                 "(it is used in URLs and config files); change it, or remove the line to "
                 "have one generated."
             )
+
+
+MIN_PASSPHRASE_LENGTH = 32
+# How many replaced values of a key are kept (rotations before the server next starts).
+MAX_PREVIOUS = 5
+
+
+def _fernet_key() -> str:
+    # What cryptography's Fernet.generate_key() returns: 32 random bytes, urlsafe base64.
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def _check_passphrase(value: str) -> None:
+    if len(value) < MIN_PASSPHRASE_LENGTH or value != value.strip() or "\n" in value:
+        raise StackError(
+            f"MLFLOW_CRYPTO_KEK_PASSPHRASE in .env must be one line of at least "
+            f"{MIN_PASSPHRASE_LENGTH} characters without surrounding spaces (it has "
+            f"{len(value)}); set a longer one, or remove the line to have one generated."
+        )
+
+
+def _check_fernet_key(value: str) -> None:
+    try:
+        ok = len(value) == 44 and len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        ok = False
+    if not ok:
+        raise StackError(
+            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY in .env is not a Fernet key (44 characters "
+            "of urlsafe base64 encoding 32 bytes, as printed by python3 -c \"import base64, os; "
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"); fix it, or remove "
+            "the line to have one generated."
+        )
 
 
 SECRETS = (
@@ -67,7 +110,18 @@ SECRETS = (
     Secret("models_password", "MLFLOW_MODELS_PASSWORD", readers=("mlflow", "models")),
     Secret("flask_secret_key", "MLFLOW_FLASK_SECRET_KEY", readers=("mlflow",),
            generate=lambda: secrets.token_hex(32), min_length=32),
+    # Encrypts the AI Gateway's stored provider API keys (MLflow's envelope encryption).
+    Secret("crypto_kek_passphrase", "MLFLOW_CRYPTO_KEK_PASSPHRASE", readers=("mlflow",),
+           generate=lambda: secrets.token_urlsafe(32), min_length=MIN_PASSPHRASE_LENGTH,
+           check=_check_passphrase, keep_previous=True),
+    # Encrypts the model registry webhooks' signing secrets (Fernet).
+    Secret("webhook_encryption_key", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", readers=("mlflow",),
+           generate=_fernet_key, min_length=44, check=_check_fernet_key, keep_previous=True),
 )
+
+
+def previous_name(name: str) -> str:
+    return f"{name}.previous"
 
 
 def _read(path: Path) -> str | None:
@@ -116,12 +170,25 @@ def ensure_secrets(root: Path, env: Mapping[str, str], uids: Mapping[str, int]) 
 
     report = []
     for secret, value, origin in resolved:
+        if secret.keep_previous:
+            _keep_previous(root / secret.readers[0], secret, value, uids[secret.readers[0]])
         for service in secret.readers:
             path = root / service / secret.name
             if _read(path) != value:
                 _write(path, value, uids[service])
         report.append(f"{secret.name}: {origin} (readers: {', '.join(secret.readers)})")
     return report
+
+
+def _keep_previous(directory: Path, secret: Secret, value: str, uid: int) -> None:
+    """Before a new value replaces the stored one, remember the stored one."""
+    stored = _read(directory / secret.name)
+    if not stored or stored == value:
+        return
+    path = directory / previous_name(secret.name)
+    previous = [v for v in (_read(path) or "").splitlines() if v and v != value]
+    previous = [stored, *(v for v in previous if v != stored)][:MAX_PREVIOUS]
+    _write(path, "\n".join(previous) + "\n", uid)
 
 
 def main() -> int:

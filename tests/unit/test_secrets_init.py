@@ -63,3 +63,52 @@ def test_short_operator_password_fails_and_writes_nothing(tmp_path):
 def test_unsafe_characters_are_refused_with_the_allowed_set(tmp_path):
     with pytest.raises(StackError, match="may contain only letters, digits"):
         ensure_secrets(tmp_path, {"MINIO_ROOT_PASSWORD": "has:colon@and/slash"}, UIDS)
+
+
+FERNET = "x" * 43 + "="  # urlsafe base64 of 32 bytes
+
+
+def test_encryption_keys_are_generated_strong_and_kept(tmp_path):
+    import base64
+
+    ensure_secrets(tmp_path, {}, UIDS)
+    files = _files(tmp_path)
+    assert len(files["mlflow/crypto_kek_passphrase"]) >= 32
+    assert len(base64.urlsafe_b64decode(files["mlflow/webhook_encryption_key"])) == 32
+    assert not any(name.endswith(".previous") for name in files)
+    ensure_secrets(tmp_path, {}, UIDS)
+    assert _files(tmp_path) == files
+    other = tmp_path / "other"
+    ensure_secrets(other, {}, UIDS)
+    assert _files(other)["mlflow/crypto_kek_passphrase"] != files["mlflow/crypto_kek_passphrase"]
+
+
+def test_a_new_key_from_env_keeps_the_replaced_ones_newest_first(tmp_path):
+    ensure_secrets(tmp_path, {}, UIDS)
+    first = _files(tmp_path)["mlflow/crypto_kek_passphrase"]
+    second, third = "b" * 32, "c" * 40
+    ensure_secrets(tmp_path, {"MLFLOW_CRYPTO_KEK_PASSPHRASE": second}, UIDS)
+    ensure_secrets(tmp_path, {"MLFLOW_CRYPTO_KEK_PASSPHRASE": second}, UIDS)  # unchanged
+    ensure_secrets(tmp_path, {"MLFLOW_CRYPTO_KEK_PASSPHRASE": third}, UIDS)
+    files = _files(tmp_path)
+    assert files["mlflow/crypto_kek_passphrase"] == third
+    assert files["mlflow/crypto_kek_passphrase.previous"].splitlines() == [second, first]
+    mode = stat.S_IMODE((tmp_path / "mlflow/crypto_kek_passphrase.previous").stat().st_mode)
+    assert mode == 0o600
+    ensure_secrets(tmp_path, {"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": FERNET}, UIDS)
+    assert _files(tmp_path)["mlflow/webhook_encryption_key"] == FERNET
+    assert "mlflow/webhook_encryption_key.previous" in _files(tmp_path)
+
+
+def test_short_passphrase_is_refused(tmp_path):
+    with pytest.raises(StackError, match="at least 32 characters"):
+        ensure_secrets(tmp_path, {"MLFLOW_CRYPTO_KEK_PASSPHRASE": "too short"}, UIDS)
+    assert _files(tmp_path) == {}
+
+
+@pytest.mark.parametrize("value", ["not-a-key", "x" * 44, "x" * 42 + "==", "é" * 44])
+def test_a_key_that_is_not_a_fernet_key_is_refused_in_one_sentence(tmp_path, value):
+    with pytest.raises(StackError) as e:
+        ensure_secrets(tmp_path, {"MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": value}, UIDS)
+    assert "is not a Fernet key" in str(e.value) and value not in str(e.value)
+    assert _files(tmp_path) == {}
