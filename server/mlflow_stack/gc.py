@@ -357,7 +357,7 @@ def collect(settings: Settings, connect, older_than: str, dry_run: bool, counts:
 def _settings_and_credentials() -> tuple[Settings, Path]:
     """Settings from the environment and this process's own copy of the credential files
     (the server's copies in /run/mlflow are rewritten by nobody else while it runs)."""
-    from mlflow_stack.serve import read_secrets
+    from mlflow_stack.secret_files import read_secrets
 
     settings = Settings.from_env(os.environ)
     secrets = read_secrets(Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow")))

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import hashlib
 import hmac
 import math
 import os
@@ -299,6 +298,6 @@ def from_env(env: Mapping[str, str] = os.environ) -> LoginLimiter:
 
     settings = Settings.from_env(env)
     key = bytes.fromhex(env["MLFLOW_STACK_LOGIN_LIMIT_KEY"])
-    path = os.path.join(env.get("RUNTIME_DIR", "/run/mlflow"), "login-limit.sqlite")
+    path = os.path.join(env.get("STATE_DIR", "/run/mlflow-state"), "login-limit.sqlite")
     return LoginLimiter(path, Limits(settings.login_failure_limit, settings.login_window_seconds,
                                      settings.login_block_seconds), key)

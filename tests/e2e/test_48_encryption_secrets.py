@@ -247,20 +247,21 @@ def test_rotating_both_keys_from_env_keeps_every_secret_usable(stack, admin, web
     gateway_calls_pass_on_every_worker(stack, admin, gateway, receiver)
 
 
-# The server's start-up check (mlflow_stack/serve.py), run against the stack's database with
+# The server's start-up check (mlflow_stack/encryption_keys.py), run against the stack's database with
 # keys of another stack and no previous values, as after a `scripts/restore --force`.
 OTHER_KEYS_CHECK = """
 import base64, os, pathlib, tempfile
-from mlflow_stack import serve
+from mlflow_stack.encryption_keys import prepare_encryption
 from mlflow_stack.runtime_files import write_runtime_files
 from mlflow_stack.settings import Settings
 settings = Settings.from_env(os.environ)
-secrets = serve.read_secrets(pathlib.Path("/secrets/mlflow"))
+from mlflow_stack.secret_files import read_secrets
+secrets = read_secrets(pathlib.Path("/secrets/mlflow"))
 os.environ.update(write_runtime_files(pathlib.Path("/run/mlflow"), settings, secrets))
 other = pathlib.Path(tempfile.mkdtemp())
 (other / "crypto_kek_passphrase").write_text("another-stacks-passphrase-0123456789abcdef")
 (other / "webhook_encryption_key").write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
-serve.prepare_encryption(settings, other)
+prepare_encryption(settings, other)
 """
 
 
