@@ -367,6 +367,36 @@ def check_browser_changes(report: Report, http: Http, settings: Settings, port: 
                     "Look at: docker compose logs mlflow")
 
 
+def check_encryption(report: Report, http: Http) -> None:
+    check = "encryption keys"
+    status, body = http.json("GET", "/ajax-api/3.0/mlflow/gateway/secrets/config")
+    if status == 403:
+        report.warn(check, "skipped: needs an admin login", "Run scripts/doctor without "
+                    "MLFLOW_TRACKING_USERNAME/PASSWORD to use the admin account.")
+        return
+    if status != 200 or "using_default_passphrase" not in body:
+        report.warn(check, f"unexpected answer {status} from the AI Gateway's secrets config",
+                    "Look at: docker compose logs mlflow")
+        return
+    if body["using_default_passphrase"]:
+        report.fail(check, "the AI Gateway encrypts stored API keys with MLflow's public "
+                           "development passphrase",
+                    "Recreate the server with this checkout's files: docker compose up -d "
+                    "(the secrets job generates MLFLOW_CRYPTO_KEK_PASSPHRASE).")
+        return
+    logs = compose("logs", "--no-color", "--tail", "2000", "mlflow", timeout=120).stdout
+    starts = logs.split("starting mlflow server with")
+    unreadable = [line.split("warning: ", 1)[1][:160] for line in starts[-2].splitlines()
+                  if "warning: AI Gateway:" in line or "warning: webhooks:" in line] \
+        if len(starts) >= 2 else []
+    if unreadable:
+        report.warn(check, f"at the last start: {unreadable[0]}...",
+                    "Read the whole line in docker compose logs mlflow; docs/operations.md "
+                    "\"Encryption keys\" says how to bring the right keys back.")
+    else:
+        report.ok(check, "stored gateway and webhook secrets use the stack's own keys")
+
+
 def check_artifacts(report: Report, http: Http) -> None:
     check = "artifact round trip"
     fix_logs = "Look at: docker compose logs mlflow minio"
@@ -613,6 +643,7 @@ def main() -> int:
         if http is not None:
             check_browser_changes(report, http, settings, port)
             check_artifacts(report, http)
+            check_encryption(report, http)
         else:
             report.fail("artifact round trip", "skipped: no working login",
                         "Fix the login above first.")

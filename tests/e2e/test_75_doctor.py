@@ -31,7 +31,7 @@ def test_doctor_passes_on_the_healthy_stack(stack):
     for check in ("docker", "compose", "container mlflow", "container postgres",
                   "container minio", "public host", "tracking login", "browser changes",
                   "artifact round trip",
-                  "docker disk", "clock", "log limits", "metrics"):
+                  "docker disk", "clock", "log limits", "metrics", "encryption keys"):
         line(lines, f"OK   {check}:")
     # Whether gc ran and logins failed depends on the tests before; each gets its line.
     for check in ("gc", "failed logins"):
