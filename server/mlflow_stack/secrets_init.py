@@ -42,7 +42,7 @@ class Secret:
     # Extra check of an operator's value (raises StackError); None: safe characters only.
     check: Callable[[str], None] | None = None
     # Keep the values this one replaced (file <name>.previous, newest first), so the server
-    # can re-encrypt what the old value protects (serve.py).
+    # can re-encrypt what the old value protects (encryption_keys.py).
     keep_previous: bool = False
 
     def validate(self, value: str) -> None:
