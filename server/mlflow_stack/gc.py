@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 
 from mlflow_stack import StackError
 from mlflow_stack.dependencies import postgres_connection
-from mlflow_stack.runtime_files import write_runtime_files
+from mlflow_stack.runtime_files import use_credential_files
 from mlflow_stack.settings import Settings
 
 DEFAULT_OLDER_THAN = "30d"
@@ -362,10 +362,7 @@ def _settings_and_credentials() -> tuple[Settings, Path]:
     settings = Settings.from_env(os.environ)
     secrets = read_secrets(Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow")))
     runtime_dir = Path(os.environ.get("RUNTIME_DIR", "/run/mlflow")) / f"gc-{os.getpid()}"
-    os.environ.update(write_runtime_files(runtime_dir, settings, secrets))
-    os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.pop(name, None)
+    use_credential_files(runtime_dir, settings, secrets)
     return settings, runtime_dir
 
 

@@ -17,10 +17,9 @@ import sys
 import threading
 
 from mlflow_stack import StackError
-from mlflow_stack.gc import parse_duration
+from mlflow_stack.gc import DEFAULT_OLDER_THAN, parse_duration
 
 DEFAULT_TIME = "03:30"
-DEFAULT_OLDER_THAN = "30d"
 # What `docker compose stop` allows by default is 10 s; a stopped gc records itself in less.
 STOP_SECONDS = 8
 

@@ -67,3 +67,12 @@ def write_runtime_files(
         "AWS_SHARED_CREDENTIALS_FILE": str(runtime_dir / "aws-credentials"),
         "MLFLOW_AUTH_CONFIG_PATH": str(runtime_dir / "basic_auth.ini"),
     }
+
+
+def use_credential_files(runtime_dir: Path, settings: Settings, secrets: dict[str, str]) -> None:
+    """Write the credential files and point this process (and what it starts) at them:
+    libpq, boto3 and MLflow read credentials from these files and from nothing inherited."""
+    os.environ.update(write_runtime_files(runtime_dir, settings, secrets))
+    os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+        os.environ.pop(name, None)

@@ -17,7 +17,7 @@ from mlflow_stack import StackError
 from mlflow_stack.databases import ensure_indexes, pending_work
 from mlflow_stack.dependencies import postgres_connection, wait_for_bucket, wait_for_postgres
 from mlflow_stack.encryption_keys import prepare_encryption
-from mlflow_stack.runtime_files import write_runtime_files
+from mlflow_stack.runtime_files import use_credential_files
 from mlflow_stack.secret_files import read_secrets
 from mlflow_stack.settings import MODELS_USERNAME, Settings
 
@@ -80,8 +80,7 @@ def main() -> None:
     runtime_dir = Path(os.environ.get("RUNTIME_DIR", "/run/mlflow"))
     # From here on this process's environment is the server's; the clients used for
     # waiting (libpq, boto3) read the same credential files.
-    os.environ.update(write_runtime_files(runtime_dir, settings, secrets))
-    os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    use_credential_files(runtime_dir, settings, secrets)
     os.environ["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets["flask_secret_key"]
     os.environ["MODELS_PASSWORD_FILE"] = str(secrets_dir / "models_password")
     # What `mlflow server` does only for the app name "basic-auth" (mlflow/server/__init__.py)
@@ -115,9 +114,6 @@ def main() -> None:
         os.environ["MLFLOW_SERVER_JOB_EXECUTION_ENGINE"] = "executor"
     else:
         os.environ.pop("MLFLOW_SERVER_JOB_EXECUTION_ENGINE", None)  # MLflow's default: Huey
-    # Credentials come only from the files above, never from inherited variables.
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"):
-        os.environ.pop(name, None)
 
     wait_for_postgres(settings, log)
     wait_for_bucket(settings, log)
