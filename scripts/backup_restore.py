@@ -76,20 +76,21 @@ SERVER_INFO = (
 # first, then the values it replaced), never the keys. Empty lists if a key is missing.
 KEY_FINGERPRINTS = r"""
 import hashlib, json, os, pathlib
+from mlflow.utils.crypto import DEFAULT_KEK_PASSPHRASE
+from mlflow_stack import StackError
+from mlflow_stack.encryption_keys import KEK_PASSPHRASE, WEBHOOK_KEY, key_values
 directory = pathlib.Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow"))
 def fingerprint(value):
     return hashlib.sha256(b"mlflow-stack key fingerprint\0" + value.encode()).hexdigest()[:16]
 out = {}
-for name in ("crypto_kek_passphrase", "webhook_encryption_key"):
-    values = []
-    for path in (directory / name, directory / (name + ".previous")):
-        try:
-            values += [v for v in path.read_text().splitlines() if v]
-        except FileNotFoundError:
-            pass
-    if name == "crypto_kek_passphrase" and values:
-        # MLflow's public default, which the server re-wraps from (mlflow_stack/serve.py).
-        values.append("mlflow-default-kek-passphrase-for-development-only")
+for name in (KEK_PASSPHRASE, WEBHOOK_KEY):
+    try:
+        values = key_values(directory, name)
+    except StackError:
+        values = []
+    if name == KEK_PASSPHRASE and values:
+        # MLflow's public default, which the server re-wraps from (encryption_keys.py).
+        values.append(DEFAULT_KEK_PASSPHRASE)
     out[name] = [fingerprint(v) for v in values]
 print(json.dumps(out))
 """

@@ -27,9 +27,6 @@ def log(message: str) -> None:
 
 KEK_PASSPHRASE = "crypto_kek_passphrase"
 WEBHOOK_KEY = "webhook_encryption_key"
-# MLflow's public development passphrase (mlflow/utils/crypto.py), which MLflow used here
-# before the stack set one: gateway secrets stored then are re-wrapped on the first start.
-DEFAULT_KEK_PASSPHRASE = "mlflow-default-kek-passphrase-for-development-only"
 # Runs MLflow's `mlflow crypto rotate-kek` in-process so the new passphrase is not in argv.
 ROTATE_KEK = (
     "import os, sys; from mlflow.cli.crypto import rotate_kek; "
@@ -38,17 +35,19 @@ ROTATE_KEK = (
 )
 
 
+def key_values(directory: Path, name: str) -> list[str]:
+    """[current value, *the values it replaced] of one key (StackError if it is missing)."""
+    current = read_secrets(directory, (name,))[name]
+    try:
+        previous = (directory / f"{name}.previous").read_text().splitlines()
+    except FileNotFoundError:
+        previous = []
+    return [current, *(v for v in previous if v and v != current)]
+
+
 def read_encryption_keys(directory: Path) -> dict[str, list[str]]:
     """name -> [current value, *previous values]."""
-    values = read_secrets(directory, (KEK_PASSPHRASE, WEBHOOK_KEY))
-    keys = {}
-    for name, current in values.items():
-        try:
-            previous = (directory / f"{name}.previous").read_text().splitlines()
-        except FileNotFoundError:
-            previous = []
-        keys[name] = [current, *(v for v in previous if v and v != current)]
-    return keys
+    return {name: key_values(directory, name) for name in (KEK_PASSPHRASE, WEBHOOK_KEY)}
 
 
 def _rows(connection, table: str, query: str) -> list[tuple]:
@@ -88,6 +87,10 @@ def prepare_gateway_secrets(settings: Settings, passphrases: list[str]) -> int:
             f"(KEK version {version})")
         return version
     if len(by_version) == 1:
+        # MLflow's public development passphrase is what it used before the stack set one:
+        # gateway secrets stored then are re-wrapped on the first start.
+        from mlflow.utils.crypto import DEFAULT_KEK_PASSPHRASE
+
         for old in [*passphrases[1:], DEFAULT_KEK_PASSPHRASE]:
             if old == current or not _kek_opens(old, version, by_version[version]):
                 continue
