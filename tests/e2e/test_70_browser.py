@@ -273,3 +273,48 @@ def test_read_only_user_sees_the_experiment_but_cannot_rename_it(stack, admin, a
     screenshot(page, "read-only-edit-denied")
 
     assert MlflowClient().get_experiment(experiment_id).name == name
+
+
+def test_trace_opens_with_its_nested_spans(stack, admin, as_user, open_ui):
+    import mlflow
+    from playwright.sync_api import expect
+
+    as_user(*admin)
+    experiment_id = mlflow.set_experiment(f"ui-traces-{suffix()}").experiment_id
+    question = f"why-{suffix()}"
+
+    @mlflow.trace(name="retrieve", span_type="RETRIEVER")
+    def retrieve(q):
+        return [f"doc about {q}"]
+
+    @mlflow.trace(name="answer", span_type="CHAIN")
+    def answer(q):
+        documents = retrieve(q)
+        with mlflow.start_span("generate", span_type="LLM") as span:
+            span.set_inputs({"documents": documents})
+            span.set_outputs("forty-two")
+        return "forty-two"
+
+    answer(question)
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+
+    page = open_ui(*admin, path=f"/#/experiments/{experiment_id}/traces")
+    tip = page.get_by_role("button", name="Got it")  # a feature tip, once per browser profile
+    try:
+        tip.wait_for(state="visible", timeout=5000)
+        tip.click()
+    except Exception as e:
+        if tip.is_visible():
+            raise AssertionError("could not close the traces page's tip") from e
+    page.get_by_text(question).first.click()
+    page.wait_for_url(re.compile(rf"traceId={trace_id}\b"))
+    panel = page.get_by_role("dialog").filter(has_text=trace_id.removeprefix("tr-")[:8])
+    expect(panel).to_be_visible()
+    for name in ("answer", "retrieve", "generate"):
+        expect(panel.get_by_text(name, exact=True).first).to_be_visible()
+    expect(panel.get_by_role("tabpanel")).to_contain_text(question)
+    expect(panel.get_by_role("tabpanel")).to_contain_text("forty-two")
+    panel.get_by_text("generate", exact=True).first.click()  # the nested span's own inputs
+    expect(panel.get_by_role("tabpanel")).to_contain_text(f"doc about {question}")
+    screenshot(page, "trace")
