@@ -29,19 +29,17 @@ import dataclasses
 import functools
 import io
 import logging
-import os
 import posixpath
 import re
 import shutil
 import signal
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 from mlflow_stack import StackError
 from mlflow_stack.dependencies import postgres_connection
-from mlflow_stack.runtime_files import use_credential_files
+from mlflow_stack.runtime_files import credential_files_for_this_process
 from mlflow_stack.settings import Settings
 
 DEFAULT_OLDER_THAN = "30d"
@@ -354,18 +352,6 @@ def collect(settings: Settings, connect, older_than: str, dry_run: bool, counts:
                 warn(line)
 
 
-def _settings_and_credentials() -> tuple[Settings, Path]:
-    """Settings from the environment and this process's own copy of the credential files
-    (the server's copies in /run/mlflow are rewritten by nobody else while it runs)."""
-    from mlflow_stack.secret_files import read_secrets
-
-    settings = Settings.from_env(os.environ)
-    secrets = read_secrets(Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow")))
-    runtime_dir = Path(os.environ.get("RUNTIME_DIR", "/run/mlflow")) / f"gc-{os.getpid()}"
-    use_credential_files(runtime_dir, settings, secrets)
-    return settings, runtime_dir
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scripts/gc",
@@ -395,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         older_than = args.older_than.strip()
         parse_duration(older_than)
-        settings, runtime_dir = _settings_and_credentials()
+        settings, runtime_dir = credential_files_for_this_process("gc")
         connect = functools.partial(postgres_connection, settings)
         if args.last:
             print(describe(last_run(connect)))

@@ -76,3 +76,16 @@ def use_credential_files(runtime_dir: Path, settings: Settings, secrets: dict[st
     os.environ["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_AUTH_ADMIN_PASSWORD"):
         os.environ.pop(name, None)
+
+
+def credential_files_for_this_process(label: str) -> tuple[Settings, Path]:
+    """For a command run beside the server (gc, model-gateway): settings from the
+    environment and this process's own copy of the credential files (the server's copies in
+    /run/mlflow belong to it). Returns the folder, which the caller removes when done."""
+    from mlflow_stack.secret_files import read_secrets
+
+    settings = Settings.from_env(os.environ)
+    secrets = read_secrets(Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow")))
+    runtime_dir = Path(os.environ.get("RUNTIME_DIR", "/run/mlflow")) / f"{label}-{os.getpid()}"
+    use_credential_files(runtime_dir, settings, secrets)
+    return settings, runtime_dir
