@@ -128,6 +128,11 @@ class Settings:
             raise StackError(
                 f"MLFLOW_JOB_ENGINE={job_engine!r} is not one of {', '.join(JOB_ENGINES)}."
             )
+        private_upstreams = env.get("MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS", "false")
+        if private_upstreams.strip().lower() not in ("true", "false"):
+            raise StackError(
+                f"GATEWAY_ALLOW_PRIVATE_UPSTREAMS={private_upstreams!r} must be true or false."
+            )
         admin = env.get("MLFLOW_ADMIN_USERNAME", "").strip() or "admin"
         bucket = env.get("MLFLOW_S3_BUCKET", "").strip() or "mlflow"
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):

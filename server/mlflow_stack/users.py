@@ -8,7 +8,8 @@ admin password is read from the secret file, so the operator never types it.
   admin USER yes|no                          grant or revoke admin
   grant USER PERMISSION experiment NAME|ID   READ, USE, EDIT, MANAGE or DENY
   grant USER PERMISSION model NAME           (a registered model)
-  revoke USER experiment NAME|ID | model NAME
+  grant USER USE endpoint NAME               (an AI Gateway endpoint: USE lets them call it)
+  revoke USER experiment NAME|ID | model NAME | endpoint NAME
   delete USER
   list
 """
@@ -22,7 +23,8 @@ from pathlib import Path
 from mlflow_stack import StackError
 
 MIN_PASSWORD_LENGTH = 12
-RESOURCE_TYPES = {"experiment": "experiment", "model": "registered_model"}
+RESOURCE_TYPES = {"experiment": "experiment", "model": "registered_model",
+                  "endpoint": "gateway_endpoint"}
 # What MLflow 3.17 accepts on one experiment or model (RESOURCE_GRANTABLE_PERMISSIONS);
 # DENY takes away what MLFLOW_DEFAULT_PERMISSION would give. NO_PERMISSIONS, the name
 # the default setting uses, is taken as DENY here.
@@ -43,12 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     adm = sub.add_parser("admin", help="grant (yes) or revoke (no) admin")
     adm.add_argument("username")
     adm.add_argument("value", choices=["yes", "no"])
-    grant = sub.add_parser("grant", help="give a user a permission on an experiment or model")
+    grant = sub.add_parser("grant", help="give a user a permission on an experiment, model or "
+                                         "gateway endpoint")
     grant.add_argument("username")
     grant.add_argument("permission", type=lambda v: ALIASES.get(v.upper(), v.upper()),
                        choices=GRANTABLE)
     grant.add_argument("resource", choices=RESOURCE_TYPES)
-    grant.add_argument("name", help="experiment name or id, or registered model name")
+    grant.add_argument("name", help="experiment name or id, registered model name, or gateway "
+                                    "endpoint name")
     revoke = sub.add_parser("revoke", help="remove a user's permission")
     revoke.add_argument("username")
     revoke.add_argument("resource", choices=RESOURCE_TYPES)
@@ -84,8 +88,16 @@ def _experiment_id(name_or_id: str) -> str:
     raise StackError(f"no experiment named {name_or_id!r} (and it is not an id).")
 
 
+def _endpoint_id(name: str) -> str:
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    return _get_store().get_gateway_endpoint(name=name).endpoint_id
+
+
 def _resource_id(resource: str, name: str) -> str:
-    return _experiment_id(name) if resource == "experiment" else name
+    if resource == "experiment":
+        return _experiment_id(name)
+    return _endpoint_id(name) if resource == "endpoint" else name
 
 
 def run(args: argparse.Namespace) -> str:

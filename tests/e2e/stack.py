@@ -52,6 +52,8 @@ class Stack:
             "PROXY_BIND_ADDRESS": "127.0.0.1", "HTTPS_PORT": str(self.https_port),
             "HTTP_PORT": str(self.http_port),
             "PROMETHEUS_BIND_ADDRESS": "127.0.0.1", "PROMETHEUS_PORT": str(self.prometheus_port),
+            # The model server behind the AI Gateway (test_61); off by default.
+            "GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
             **(env or {}),
         }
 
