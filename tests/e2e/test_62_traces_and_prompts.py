@@ -324,3 +324,26 @@ def test_prompt_registered_aliased_and_loaded_by_alias(server, laptop, author, r
     assert "403" in error.value.message
     laptop(author)
     assert mlflow.genai.load_prompt(f"prompts:/{name}@champion").version == 2
+
+
+def test_edit_grant_lets_a_user_write_traces(stack, admin, server, laptop, reader):
+    """The README's fix for the 403: EDIT on the experiment, granted by the operator."""
+    experiment_id = requests.post(f"{stack.url}/api/2.0/mlflow/experiments/create", auth=admin,
+                                  json={"name": f"granted-{uuid.uuid4().hex[:8]}"},
+                                  timeout=30).json()["experiment_id"]
+    grant = requests.post(f"{stack.url}/api/3.0/mlflow/users/permissions/grant", auth=admin,
+                          timeout=30, json={"username": reader.name, "resource_type": "experiment",
+                                            "resource_id": experiment_id, "permission": "EDIT"})
+    assert grant.status_code == 200, grant.text
+    laptop(reader)
+    memory = InMemorySpanExporter()
+    trace_id = otel_trace(otel_provider(SimpleSpanProcessor(memory)), "granted-otel")
+    exporter = otlp_exporter(server, reader, experiment_id)
+    assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+    mlflow.set_experiment(experiment_id=experiment_id)
+    answer("granted")
+    own = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    stored = {t.info.trace_id for t in
+              mlflow.search_traces(locations=[experiment_id], return_type="list")}
+    assert stored == {trace_id, own}
