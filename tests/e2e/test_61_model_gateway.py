@@ -139,3 +139,15 @@ def test_after_promote_and_restart_the_gateway_answers_from_the_new_champion(sta
     assert answer == served_directly(stack)
     assert answer != before.json()["choices"][0]["message"]["content"], \
         "the new champion (another seed) should answer differently"
+
+
+def test_the_model_server_image_has_no_torch_and_stays_small(stack):
+    image = stack.image("model-server")
+    size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image],
+                              capture_output=True, text=True, check=True).stdout)
+    assert size <= 1.2e9, f"{image} is {size / 1e9:.2f} GB; the goal is 1.2 GB at most"
+    found = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c",
+         "import importlib.util as u; print([m for m in ('torch', 'transformers', 'flask') "
+         "if u.find_spec(m)])"], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"
