@@ -106,6 +106,8 @@ def main() -> None:
             f"tmpfs at {state_dir} for the mlflow service; start it with docker compose up -d."
         ) from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = str(settings.db_pool_size)
+    os.environ["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"] = str(settings.db_max_overflow)
     # MLflow's job engines: "executor" runs each job (GenAI scorers, prompt optimisation)
     # as a subprocess when one is queued; Huey keeps a consumer process per job type
     # running: ~2 s of CPU each at every start and ~235 MB each while idle (the idle
@@ -122,7 +124,8 @@ def main() -> None:
     os.environ.update(prepare_encryption(settings, secrets_dir))
 
     command = server_command(settings, f"s3://{settings.bucket}/artifacts")
-    log(f"starting mlflow server with {settings.workers} workers, job engine "
+    log(f"starting mlflow server with {settings.workers} workers ({settings.db_pool_size} + "
+        f"{settings.db_max_overflow} database connections each), job engine "
         f"{settings.job_engine}; allowed hosts: "
         f"{','.join(settings.allowed_hosts)}; browser origins allowed to make changes: "
         f"localhost, {','.join(settings.cors_allowed_origins) or '(no others)'}")

@@ -20,6 +20,23 @@ def default_workers(cores: int | None = None) -> int:
     cores = cores or os.cpu_count() or 1
     return max(2, min(8, 2 * cores))
 
+# postgres/entrypoint.sh sets max_connections = 200; gc, the job runner, backups and doctor
+# need a few of them besides the server's workers.
+POSTGRES_MAX_CONNECTIONS = 200
+CONNECTIONS_KEPT_FOR_OTHERS = 20
+
+
+def default_pool(workers: int) -> tuple[int, int]:
+    """Connections per worker and database (runs, auth): (kept open, extra for bursts).
+
+    Up to 10 stay open: each request holds one connection per database, and with MLflow's
+    5 most concurrent calls opened and SCRAM-authenticated a new one (docs/performance.md).
+    The total stays within what PostgreSQL accepts however many workers there are."""
+    per_engine = (POSTGRES_MAX_CONNECTIONS - CONNECTIONS_KEPT_FOR_OTHERS) // (2 * workers)
+    pool = max(1, min(10, per_engine))
+    return pool, max(0, min(5, per_engine - pool))
+
+
 # Always allowed: the in-stack service name (the models job and healthchecks use it),
 # loopback, and the private address ranges MLflow itself allows when no list is given,
 # so http://<server's LAN IP>:5000 works out of the box. Public names come from
@@ -105,6 +122,8 @@ class Settings:
     default_permission: str
     admin_username: str
     workers: int
+    db_pool_size: int
+    db_max_overflow: int
     job_engine: str
     auth_cache_ttl_seconds: int
     login_failure_limit: int
@@ -140,13 +159,28 @@ class Settings:
                 f"MLFLOW_S3_BUCKET={bucket!r} is not a valid bucket name "
                 "(3-63 lower-case letters, digits, dots and dashes)."
             )
+        workers = _int(env, "MLFLOW_WORKERS", default_workers(), 1)
+        pool_default, overflow_default = default_pool(workers)
+        pool = _int(env, "MLFLOW_DB_POOL_SIZE", pool_default, 1)
+        overflow = _int(env, "MLFLOW_DB_MAX_OVERFLOW", overflow_default, 0)
+        peak = workers * 2 * (pool + overflow)
+        if peak > POSTGRES_MAX_CONNECTIONS - CONNECTIONS_KEPT_FOR_OTHERS:
+            raise StackError(
+                f"{workers} workers x 2 databases x (MLFLOW_DB_POOL_SIZE {pool} + "
+                f"MLFLOW_DB_MAX_OVERFLOW {overflow}) is {peak} database connections at peak, "
+                f"but PostgreSQL accepts {POSTGRES_MAX_CONNECTIONS} and "
+                f"{CONNECTIONS_KEPT_FOR_OTHERS} are kept for gc, jobs and backups: lower "
+                "them or MLFLOW_WORKERS (or leave them empty to have them derived)."
+            )
         return cls(
             allowed_hosts=allowed_hosts(env.get("MLFLOW_ALLOWED_HOSTS", "")),
             cors_allowed_origins=cors_allowed_origins(env.get("MLFLOW_ALLOWED_HOSTS", ""),
                                                       env.get("MLFLOW_CORS_ALLOWED_ORIGINS", "")),
             default_permission=permission,
             admin_username=admin,
-            workers=_int(env, "MLFLOW_WORKERS", default_workers(), 1),
+            workers=workers,
+            db_pool_size=pool,
+            db_max_overflow=overflow,
             job_engine=job_engine,
             auth_cache_ttl_seconds=_int(env, "MLFLOW_AUTH_CACHE_TTL_SECONDS", 60, 0),
             login_failure_limit=_int(env, "MLFLOW_LOGIN_FAILURE_LIMIT", 10, 0),

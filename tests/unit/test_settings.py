@@ -104,3 +104,23 @@ def test_extra_origins_are_checked_and_added():
     for bad in ("notebooks.example.com", "*", "https://*", "http://*:*", "https://a.com/path"):
         with pytest.raises(StackError, match="MLFLOW_CORS_ALLOWED_ORIGINS entry"):
             Settings.from_env({"MLFLOW_CORS_ALLOWED_ORIGINS": bad})
+
+
+def test_database_pools_keep_ten_open_and_stay_within_postgres():
+    from mlflow_stack.settings import default_pool
+
+    assert [default_pool(w) for w in (2, 4, 6, 8)] == [(10, 5), (10, 5), (10, 5), (10, 1)]
+    for workers in range(1, 9):
+        pool, overflow = default_pool(workers)
+        assert workers * 2 * (pool + overflow) <= 180
+    s = Settings.from_env({"MLFLOW_WORKERS": "4"})
+    assert (s.db_pool_size, s.db_max_overflow) == (10, 5)
+    s = Settings.from_env({"MLFLOW_WORKERS": "2", "MLFLOW_DB_POOL_SIZE": "20", "MLFLOW_DB_MAX_OVERFLOW": "0"})
+    assert (s.db_pool_size, s.db_max_overflow) == (20, 0)
+
+
+def test_pools_larger_than_postgres_accepts_are_refused_with_the_arithmetic():
+    with pytest.raises(StackError) as e:
+        Settings.from_env({"MLFLOW_WORKERS": "8", "MLFLOW_DB_POOL_SIZE": "10", "MLFLOW_DB_MAX_OVERFLOW": "10"})
+    assert "8 workers x 2 databases x (MLFLOW_DB_POOL_SIZE 10 + MLFLOW_DB_MAX_OVERFLOW 10) is 320" in str(e.value)
+    assert "PostgreSQL accepts 200" in str(e.value)
