@@ -1,5 +1,6 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
-failed logins limited (login_limit.py) and requests counted for Prometheus (metrics.py).
+failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
+leaner permission lookups (auth_lookups.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
@@ -29,6 +30,12 @@ def create_app():
     from mlflow.server.auth import create_app as basic_auth_app
 
     app = basic_auth_app()
+    from mlflow_stack import auth_lookups
+
+    if not auth_lookups.install():
+        logging.getLogger(__name__).warning(
+            "the tracking store is not MLflow's SQLAlchemy store: permission checks load "
+            "whole runs (mlflow_stack/auth_lookups.py)")
     if hasattr(app, "add_middleware"):
         from mlflow_stack import metrics
         from mlflow_stack.login_limit import LoginLimitMiddleware, from_env
