@@ -149,30 +149,15 @@ def _pin_threads(threads: int) -> None:
 def build_real_shape(out: Path, layers: int, seed: int) -> dict:
     """HF folders hf-fp32 and hf-bf16 of a random Phi-3-mini-shaped model with `layers` layers."""
     import torch
-    from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
 
-    from tiny_phi3 import TRAINING_CORPUS, _train_tokenizer, _write_tokenizer
+    from tiny_phi3 import TRAINING_CORPUS, _train_tokenizer, _write_tokenizer, random_phi3
 
     tok = _train_tokenizer(TRAINING_CORPUS)
     folders = {"fp32": out / "hf-fp32", "bf16": out / "hf-bf16"}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
         ids = _write_tokenizer(tok, folder)
-    config = Phi3Config(
-        **PHI3_MINI_SHAPE,
-        num_hidden_layers=layers,
-        bos_token_id=ids["<s>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        dtype="float32",
-    )
-    torch.manual_seed(seed)
-    model = Phi3ForCausalLM(config).to(torch.float32).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<s>"],
-        eos_token_id=[ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-    )
+    model = random_phi3({**PHI3_MINI_SHAPE, "num_hidden_layers": layers}, ids, seed)
     params = sum(p.numel() for p in model.parameters())
     model.save_pretrained(folders["fp32"], safe_serialization=True)
     # The real checkpoint is bf16; wrapper A's dtype="auto" then runs in bf16.

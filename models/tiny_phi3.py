@@ -174,6 +174,30 @@ def _write_tokenizer(tok, out: Path) -> dict[str, int]:
     return ids
 
 
+def random_phi3(shape: dict, ids: dict[str, int], seed: int):
+    """A Phi3ForCausalLM of the given shape with seeded random fp32 weights, Phi-3's
+    special token ids (Phi3Config's defaults, 32000, lie outside a small vocabulary) and
+    its stop tokens (<|endoftext|>, <|assistant|> and <|end|>)."""
+    import torch
+    from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
+
+    config = Phi3Config(
+        **shape,
+        bos_token_id=ids["<s>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = Phi3ForCausalLM(config).to(torch.float32).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids["<s>"],
+        eos_token_id=[ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+    return model
+
+
 def build_tiny_phi3(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED) -> Path:
     """Write a complete HF model folder for a tiny Phi-3 into `out_dir` and return it.
 
@@ -182,9 +206,6 @@ def build_tiny_phi3(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED) -> Pat
     with AutoModelForCausalLM / AutoTokenizer and converts with the
     onnxruntime-genai builder like the real model.
     """
-    import torch
-    from transformers import GenerationConfig, Phi3Config, Phi3ForCausalLM
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -192,7 +213,7 @@ def build_tiny_phi3(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED) -> Pat
     ids = _write_tokenizer(tok, out)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
 
-    config = Phi3Config(
+    model = random_phi3(dict(
         vocab_size=vocab_size,
         hidden_size=128,
         num_hidden_layers=2,
@@ -202,21 +223,8 @@ def build_tiny_phi3(out_dir: str | os.PathLike, seed: int = DEFAULT_SEED) -> Pat
         # Equal sizes: otherwise the ONNX builder switches to LongRoPE.
         max_position_embeddings=4096,
         original_max_position_embeddings=4096,
-        # Phi3Config's defaults (32000) lie outside a 768-token vocabulary.
-        bos_token_id=ids["<s>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
-        dtype="float32",
-    )
-    torch.manual_seed(seed)
-    model = Phi3ForCausalLM(config).to(torch.float32).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids["<s>"],
-        # Phi-3 stops on <|endoftext|>, <|assistant|> and <|end|>.
-        eos_token_id=[ids["<|endoftext|>"], ids["<|assistant|>"], ids["<|end|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-    )
+    ), ids, seed)
     model.save_pretrained(out, safe_serialization=True)
     return out
 
