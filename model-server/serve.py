@@ -51,12 +51,15 @@ def load_champion():
     try:
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as e:
+        first_line = (e.message.strip().splitlines() or ["?"])[0]
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise ServeError(
-                f"cannot load {uri}: {e.message.strip().splitlines()[0]}. Register the models "
-                "first (docker compose --profile models up models), or set MODEL_SERVER_MODEL "
-                "to a registered model with a @champion alias.") from None
-        raise
+                f"cannot load {uri}: {first_line}. Register the models first (docker compose "
+                "--profile models up models), or set MODEL_SERVER_MODEL to a registered model "
+                "with a @champion alias.") from None
+        raise ServeError(
+            f"cannot load {uri} from {os.environ.get('MLFLOW_TRACKING_URI')}: {first_line}. "
+            "Is the mlflow service healthy (docker compose ps; scripts/doctor)?") from None
     except ModuleNotFoundError as e:
         raise ServeError(
             f"{uri} needs the Python package {e.name!r}, which this image leaves out (it "

@@ -118,6 +118,15 @@ def prepare_gateway_secrets(settings: Settings, passphrases: list[str]) -> int:
     return version
 
 
+def stored_kek_version(settings: Settings) -> int:
+    """The KEK version the stored gateway secrets use (1 when there are none): what a
+    process beside the running server encrypts new ones with. The server's start made
+    them all open with the current passphrase (prepare_gateway_secrets)."""
+    with postgres_connection(settings, "mlflow") as connection:
+        rows = _rows(connection, "secrets", "SELECT max(kek_version) FROM secrets")
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 1
+
+
 def _wrapped_deks(settings: Settings) -> list[bytes]:
     with postgres_connection(settings, "mlflow") as connection:
         return [row[0] for row in _rows(connection, "secrets", "SELECT wrapped_dek FROM secrets")]

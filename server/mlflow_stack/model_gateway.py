@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from mlflow_stack import StackError
-from mlflow_stack.encryption_keys import KEK_PASSPHRASE, key_values, prepare_gateway_secrets
+from mlflow_stack.encryption_keys import KEK_PASSPHRASE, key_values, stored_kek_version
 from mlflow_stack.runtime_files import credential_files_for_this_process
 from mlflow_stack.settings import Settings
 
@@ -64,7 +64,7 @@ def _store(settings: Settings, passphrase: str):
 
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # engine options
     os.environ["MLFLOW_CRYPTO_KEK_PASSPHRASE"] = passphrase
-    os.environ["MLFLOW_CRYPTO_KEK_VERSION"] = str(prepare_gateway_secrets(settings, [passphrase]))
+    os.environ["MLFLOW_CRYPTO_KEK_VERSION"] = str(stored_kek_version(settings))
     # The server's default artifact root with --serve-artifacts, for the usage-tracking
     # experiment MLflow creates with the endpoint.
     return _get_store(settings.tracking_store_uri(), "mlflow-artifacts:/")
