@@ -18,47 +18,29 @@ tests/unit/test_auth_lookups.py fails when MLflow's auth module starts reading m
 run than its experiment id, or stops calling these (then this is no longer needed).
 """
 
-import collections
 import functools
-import threading
 import types
 
 # Run ids are 32 hex characters; 100,000 of them with their experiment ids take ~15 MB.
 MAX_REMEMBERED = 100_000
 
 
-class _RunExperiments:
-    """run id -> experiment id, least recently used forgotten first."""
-
-    def __init__(self, lookup, size: int = MAX_REMEMBERED):
-        self._lookup = lookup
-        self._size = size
-        self._known: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, run_id: str) -> str:
-        with self._lock:
-            if run_id in self._known:
-                self._known.move_to_end(run_id)
-                return self._known[run_id]
-        experiment_id = self._lookup(run_id)  # raises RESOURCE_DOES_NOT_EXIST like get_run
-        with self._lock:
-            self._known[run_id] = experiment_id
-            if len(self._known) > self._size:
-                self._known.popitem(last=False)
-        return experiment_id
+def _remembered(lookup, size: int = MAX_REMEMBERED):
+    """run id -> experiment id, the least recently used forgotten first; a lookup that
+    raises (a missing run) is not remembered."""
+    return functools.lru_cache(maxsize=size)(lookup)
 
 
 class _AuthTrackingStore:
     """The tracking store as MLflow's auth module sees it: `get_run` returns just the run's
     experiment id (as `run.info.experiment_id`); everything else is the real store's."""
 
-    def __init__(self, store, run_experiments: _RunExperiments):
+    def __init__(self, store, experiment_of):
         self._store = store
-        self._run_experiments = run_experiments
+        self._experiment_of = experiment_of
 
     def get_run(self, run_id):
-        info = types.SimpleNamespace(run_id=run_id, experiment_id=self._run_experiments.get(run_id))
+        info = types.SimpleNamespace(run_id=run_id, experiment_id=self._experiment_of(run_id))
         return types.SimpleNamespace(info=info)
 
     def __getattr__(self, name):
@@ -101,7 +83,7 @@ def install() -> bool:
     store = auth._get_tracking_store()  # the worker's one store (a module-level singleton)
     if not isinstance(store, SqlAlchemyStore):
         return False
-    lean = _AuthTrackingStore(store, _RunExperiments(functools.partial(_experiment_of, store)))
+    lean = _AuthTrackingStore(store, _remembered(functools.partial(_experiment_of, store)))
     auth._get_tracking_store = lambda *args, **kwargs: lean
     auth.store.get_user = _once_per_request(auth.store.get_user)
     return True

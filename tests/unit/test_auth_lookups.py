@@ -4,7 +4,7 @@ import inspect
 import flask
 import pytest
 
-from mlflow_stack.auth_lookups import _AuthTrackingStore, _once_per_request, _RunExperiments
+from mlflow_stack.auth_lookups import _AuthTrackingStore, _once_per_request, _remembered
 
 
 def _auth_module_tree():
@@ -63,12 +63,12 @@ def test_a_runs_experiment_is_looked_up_once_and_missing_runs_raise_every_time()
             raise LookupError(run_id)
         return "7"
 
-    runs = _RunExperiments(lookup, size=2)
-    assert [runs.get("a"), runs.get("a"), runs.get("b"), runs.get("c"), runs.get("a")] == ["7"] * 5
+    experiment_of = _remembered(lookup, size=2)
+    assert [experiment_of(r) for r in ("a", "a", "b", "c", "a")] == ["7"] * 5
     assert calls == ["a", "b", "c", "a"]  # "a" was forgotten when "c" came in
     for _ in range(2):
         with pytest.raises(LookupError):
-            runs.get("gone")
+            experiment_of("gone")
     assert calls.count("gone") == 2
 
 
@@ -77,7 +77,7 @@ def test_the_lean_store_answers_get_run_and_passes_everything_else_on():
         def get_experiment(self, experiment_id):
             return f"experiment {experiment_id}"
 
-    lean = _AuthTrackingStore(Store(), _RunExperiments(lambda run_id: "3"))
+    lean = _AuthTrackingStore(Store(), _remembered(lambda run_id: "3"))
     assert lean.get_run("r1").info.experiment_id == "3"
     assert lean.get_experiment("3") == "experiment 3"
 
