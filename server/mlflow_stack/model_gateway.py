@@ -37,12 +37,11 @@ from mlflow_stack.settings import Settings
 DEFAULT_ENDPOINT = "phi3-champion"
 MODEL_SERVER_URL = "http://model-server:8080"
 PROVIDER = "openai"  # the model server speaks OpenAI's chat completions (model-server/openai_chat.py)
-PRIVATE_UPSTREAMS = "MLFLOW_GATEWAY_API_BASE_ALLOW_PRIVATE_IPS"
 
 
-def _names(endpoint: str) -> tuple[str, str]:
-    """The secret's and the model definition's names for an endpoint."""
-    return f"{endpoint}-model-server", f"{endpoint}-model-server"
+def _name(endpoint: str) -> str:
+    """The name of the endpoint's secret and of its model definition."""
+    return f"{endpoint}-model-server"
 
 
 def served_model(url: str = MODEL_SERVER_URL) -> str:
@@ -79,7 +78,7 @@ def register(store, endpoint: str, model: str, admin: str) -> list[str]:
     from mlflow.entities.gateway_endpoint import GatewayEndpointModelConfig, GatewayModelLinkageType
     from mlflow.exceptions import MlflowException
 
-    secret_name, definition_name = _names(endpoint)
+    secret_name = definition_name = _name(endpoint)
     auth_config = {"api_base": f"{MODEL_SERVER_URL}/v1"}
     done = []
     secret = _find(store.list_secret_infos(), secret_name=secret_name)
@@ -128,7 +127,7 @@ def register(store, endpoint: str, model: str, admin: str) -> list[str]:
 def remove(store, endpoint: str) -> list[str]:
     from mlflow.exceptions import MlflowException
 
-    secret_name, definition_name = _names(endpoint)
+    secret_name = definition_name = _name(endpoint)
     done = []
     try:
         store.delete_gateway_endpoint(store.get_gateway_endpoint(name=endpoint).endpoint_id)
@@ -174,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     runtime_dir = None
     try:
-        if args.command == "register" and os.environ.get(PRIVATE_UPSTREAMS, "").strip().lower() != "true":
+        settings, runtime_dir = credential_files_for_this_process("model-gateway")
+        if args.command == "register" and not settings.gateway_private_upstreams:
             raise StackError(
                 "the gateway refuses upstreams on private addresses, and the model server is "
                 "one: set GATEWAY_ALLOW_PRIVATE_UPSTREAMS=true in .env, run docker compose up "
                 "-d, then run this again (README: the model server behind the AI Gateway)")
         model = served_model() if args.command == "register" else ""
-        settings, runtime_dir = credential_files_for_this_process("model-gateway")
         directory = Path(os.environ.get("SECRETS_DIR", "/secrets/mlflow"))
         store = _store(settings, key_values(directory, KEK_PASSPHRASE)[0])
         if args.command == "remove":

@@ -122,6 +122,7 @@ class Settings:
     default_permission: str
     admin_username: str
     workers: int
+    gateway_private_upstreams: bool
     db_pool_size: int
     db_max_overflow: int
     job_engine: str
@@ -152,6 +153,7 @@ class Settings:
             raise StackError(
                 f"GATEWAY_ALLOW_PRIVATE_UPSTREAMS={private_upstreams!r} must be true or false."
             )
+        gateway_private_upstreams = private_upstreams.strip().lower() == "true"
         admin = env.get("MLFLOW_ADMIN_USERNAME", "").strip() or "admin"
         bucket = env.get("MLFLOW_S3_BUCKET", "").strip() or "mlflow"
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
@@ -179,6 +181,7 @@ class Settings:
             default_permission=permission,
             admin_username=admin,
             workers=workers,
+            gateway_private_upstreams=gateway_private_upstreams,
             db_pool_size=pool,
             db_max_overflow=overflow,
             job_engine=job_engine,
