@@ -37,7 +37,7 @@ def postgres_connection(settings: Settings, dbname: str):
 
     connection = psycopg2.connect(
         host=settings.postgres_host, port=settings.postgres_port,
-        dbname=dbname, user="mlflow", connect_timeout=3,
+        dbname=dbname, user=settings.postgres_user, connect_timeout=3,
     )
     try:
         yield connection

@@ -24,7 +24,8 @@ def _pgpass_field(value: str) -> str:
 
 def pgpass(settings: Settings, password: str) -> str:
     host = _pgpass_field(settings.postgres_host)
-    return f"{host}:{settings.postgres_port}:*:mlflow:{_pgpass_field(password)}\n"
+    user = _pgpass_field(settings.postgres_user)
+    return f"{host}:{settings.postgres_port}:*:{user}:{_pgpass_field(password)}\n"
 
 
 def aws_credentials(access_key: str, secret_key: str) -> str:

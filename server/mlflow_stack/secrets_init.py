@@ -39,25 +39,28 @@ class Secret:
     readers: tuple[str, ...]
     generate: Callable[[], str] = _password
     min_length: int = MIN_PASSWORD_LENGTH
-    # Extra check of an operator's value (raises StackError); None: safe characters only.
-    check: Callable[[str], None] | None = None
+    # Extra check of an operator's value (raises StackError naming `where`); None: safe
+    # characters only.
+    check: Callable[[str, str], None] | None = None
     # Keep the values this one replaced (file <name>.previous, newest first), so the server
     # can re-encrypt what the old value protects (encryption_keys.py).
     keep_previous: bool = False
 
-    def validate(self, value: str) -> None:
+    def validate(self, value: str, where: str = "") -> None:
+        """where: how the operator set it, for the message (default: the .env line)."""
+        where = where or f"{self.env} in .env"
         if self.check is not None:
-            self.check(value)
+            self.check(value, where)
             return
         if len(value) < self.min_length:
             raise StackError(
-                f"{self.env} in .env has {len(value)} characters; it needs at least "
+                f"{where} has {len(value)} characters; it needs at least "
                 f"{self.min_length}. Set a longer value, or remove the line to have a strong "
                 "one generated."
             )
         if not SAFE_CHARACTERS.fullmatch(value):
             raise StackError(
-                f"{self.env} in .env may contain only letters, digits and . _ ~ ! * + = - "
+                f"{where} may contain only letters, digits and . _ ~ ! * + = - "
                 "(it is used in URLs and config files); change it, or remove the line to "
                 "have one generated."
             )
@@ -73,23 +76,23 @@ def _fernet_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-def _check_passphrase(value: str) -> None:
+def _check_passphrase(value: str, where: str) -> None:
     if len(value) < MIN_PASSPHRASE_LENGTH or value != value.strip() or "\n" in value:
         raise StackError(
-            f"MLFLOW_CRYPTO_KEK_PASSPHRASE in .env must be one line of at least "
+            f"{where} must be one line of at least "
             f"{MIN_PASSPHRASE_LENGTH} characters without surrounding spaces (it has "
             f"{len(value)}); set a longer one, or remove the line to have one generated."
         )
 
 
-def _check_fernet_key(value: str) -> None:
+def _check_fernet_key(value: str, where: str) -> None:
     try:
         ok = len(value) == 44 and len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
     except (binascii.Error, ValueError, UnicodeEncodeError):
         ok = False
     if not ok:
         raise StackError(
-            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY in .env is not a Fernet key (44 characters "
+            f"{where} is not a Fernet key (44 characters "
             "of urlsafe base64 encoding 32 bytes, as printed by python3 -c \"import base64, os; "
             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"); fix it, or remove "
             "the line to have one generated."

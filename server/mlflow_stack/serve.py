@@ -11,6 +11,7 @@ import secrets as secrets_module
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from mlflow_stack import StackError
@@ -49,8 +50,7 @@ def server_command(settings: Settings, artifacts_destination: str) -> list[str]:
 def migrate(settings: Settings, secrets: dict[str, str]) -> None:
     """Bring both schemas and the stack's accounts up to date before any worker starts."""
     connect = functools.partial(postgres_connection, settings)
-    accounts = {settings.admin_username: secrets["admin_password"],
-                MODELS_USERNAME: secrets["models_password"]}
+    accounts = stack_accounts(settings, secrets)
     try:
         pending = pending_work(connect, accounts)
     except Exception as e:  # noqa: BLE001 - the slow path below checks everything itself
@@ -71,6 +71,39 @@ def migrate(settings: Settings, secrets: dict[str, str]) -> None:
     except Exception as e:  # noqa: BLE001 - an index only speeds up search; serve without it
         log(f"warning: could not create the stack's search indexes ({type(e).__name__}: {e}); "
             "searching experiments with many runs stays slow until the next start")
+
+
+def stack_accounts(settings: Settings, secrets: dict[str, str]) -> dict[str, str]:
+    return {settings.admin_username: secrets["admin_password"],
+            MODELS_USERNAME: secrets["models_password"]}
+
+
+def _pending_or_reason(connect, accounts: dict[str, str]) -> list[str]:
+    try:
+        return pending_work(connect, accounts)
+    except Exception as e:  # noqa: BLE001 - e.g. the job is creating a table right now
+        return [f"cannot check yet ({type(e).__name__}: {str(e).strip().splitlines()[0]})"]
+
+
+def wait_for_migration_job(settings: Settings, secrets: dict[str, str]) -> None:
+    """With several replicas (Helm chart) a one-shot job migrates, once per install or
+    upgrade (mlflow_stack.migrate_job); every replica waits here until it is done."""
+    connect = functools.partial(postgres_connection, settings)
+    accounts = stack_accounts(settings, secrets)
+    deadline = time.monotonic() + settings.startup_timeout_seconds
+    reported = None
+    while pending := _pending_or_reason(connect, accounts):
+        if pending != reported:
+            log(f"waiting for the migration job: {'; '.join(pending)}")
+            reported = pending
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"the migration job did not finish within {settings.startup_timeout_seconds} s "
+                f"(still pending: {'; '.join(pending)}). Read its log: kubectl logs "
+                "job/<release>-migrate-<revision>; MLFLOW_STARTUP_TIMEOUT sets the wait."
+            )
+        time.sleep(1)
+    log("both database schemas and the stack's accounts are current (migrated by the job)")
 
 
 def main() -> None:
@@ -119,7 +152,10 @@ def main() -> None:
 
     wait_for_postgres(settings, log)
     wait_for_bucket(settings, log)
-    migrate(settings, secrets)
+    if settings.migrations == "job":
+        wait_for_migration_job(settings, secrets)
+    else:
+        migrate(settings, secrets)
     # Read after the database checks, which name a wrong password before anything else.
     os.environ.update(prepare_encryption(settings, secrets_dir))
 

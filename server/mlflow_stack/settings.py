@@ -9,6 +9,9 @@ from mlflow_stack import StackError
 
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
 JOB_ENGINES = ("executor", "huey")
+# Who brings the schemas up to date: this server at start (Compose), or a one-shot job
+# that runs once per install or upgrade while every replica waits for it (Helm chart).
+MIGRATION_MODES = ("at-start", "job")
 # The non-admin account the models job logs in with (its password: secret models_password).
 MODELS_USERNAME = "models"
 
@@ -134,6 +137,8 @@ class Settings:
     bucket: str
     postgres_host: str
     postgres_port: int
+    postgres_user: str
+    migrations: str
     s3_endpoint_url: str
 
     @classmethod
@@ -161,6 +166,16 @@ class Settings:
                 f"MLFLOW_S3_BUCKET={bucket!r} is not a valid bucket name "
                 "(3-63 lower-case letters, digits, dots and dashes)."
             )
+        migrations = env.get("MLFLOW_MIGRATIONS", "").strip().lower() or "at-start"
+        if migrations not in MIGRATION_MODES:
+            raise StackError(
+                f"MLFLOW_MIGRATIONS={migrations!r} is not one of {', '.join(MIGRATION_MODES)} "
+                "(at-start: this server migrates before it serves; job: a separate job does, "
+                "and the server waits for it)."
+            )
+        postgres_user = env.get("POSTGRES_USER", "").strip() or "mlflow"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}", postgres_user):
+            raise StackError(f"POSTGRES_USER={postgres_user!r} is not a PostgreSQL role name.")
         workers = _int(env, "MLFLOW_WORKERS", default_workers(), 1)
         pool_default, overflow_default = default_pool(workers)
         pool = _int(env, "MLFLOW_DB_POOL_SIZE", pool_default, 1)
@@ -193,13 +208,16 @@ class Settings:
             bucket=bucket,
             postgres_host=env.get("POSTGRES_HOST", "postgres"),
             postgres_port=_int(env, "POSTGRES_PORT", 5432, 1),
+            postgres_user=postgres_user,
+            migrations=migrations,
             s3_endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL", "http://minio:9000"),
         )
 
     def database_uri(self, database: str) -> str:
         # No password here: libpq reads it from PGPASSFILE, so it stays out of argv and logs.
         # psycopg2 explicitly: SQLAlchemy 2.1 maps bare postgresql:// to psycopg 3.
-        return f"postgresql+psycopg2://mlflow@{self.postgres_host}:{self.postgres_port}/{database}"
+        return (f"postgresql+psycopg2://{self.postgres_user}@{self.postgres_host}"
+                f":{self.postgres_port}/{database}")
 
     def tracking_store_uri(self) -> str:
         """The runs and registry database, with the stack's batching plugin

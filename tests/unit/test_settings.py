@@ -1,6 +1,7 @@
 import pytest
 
 from mlflow_stack import StackError
+from mlflow_stack.runtime_files import pgpass
 from mlflow_stack.settings import BUILTIN_ALLOWED_HOSTS, Settings, allowed_hosts, default_workers
 
 
@@ -124,3 +125,19 @@ def test_pools_larger_than_postgres_accepts_are_refused_with_the_arithmetic():
         Settings.from_env({"MLFLOW_WORKERS": "8", "MLFLOW_DB_POOL_SIZE": "10", "MLFLOW_DB_MAX_OVERFLOW": "10"})
     assert "8 workers x 2 databases x (MLFLOW_DB_POOL_SIZE 10 + MLFLOW_DB_MAX_OVERFLOW 10) is 320" in str(e.value)
     assert "PostgreSQL accepts 200" in str(e.value)
+
+
+def test_migrations_run_at_start_unless_a_job_does_them():
+    assert Settings.from_env({}).migrations == "at-start"
+    assert Settings.from_env({"MLFLOW_MIGRATIONS": "Job"}).migrations == "job"
+    with pytest.raises(StackError, match="MLFLOW_MIGRATIONS='later'"):
+        Settings.from_env({"MLFLOW_MIGRATIONS": "later"})
+
+
+def test_an_external_database_user_reaches_the_uri_and_pgpass():
+    settings = Settings.from_env({"POSTGRES_USER": "team_mlflow", "POSTGRES_HOST": "db.example"})
+    assert settings.database_uri("mlflow_auth") == (
+        "postgresql+psycopg2://team_mlflow@db.example:5432/mlflow_auth")
+    assert pgpass(settings, "pw") == "db.example:5432:*:team_mlflow:pw\n"
+    with pytest.raises(StackError, match="not a PostgreSQL role name"):
+        Settings.from_env({"POSTGRES_USER": "bad user;"})
