@@ -18,6 +18,7 @@ for this one (accounts prepared before workers start, the internal gateway token
 import asyncio
 import gc
 import logging
+import os
 
 STREAM_CHUNK_BYTES = 1 << 20
 DOWNLOAD_PATHS = (
@@ -27,6 +28,10 @@ DOWNLOAD_PATHS = (
 
 
 def create_app():
+    # A server whose job runner is another pod (serve.py, MLFLOW_JOB_RUNNER=elsewhere) still
+    # queues jobs: MLflow's submit_job reads this flag in the worker at every call.
+    if os.environ.get("MLFLOW_STACK_SUBMIT_JOBS") == "true":
+        os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "true"
     from mlflow.server.auth import create_app as basic_auth_app
 
     app = basic_auth_app()
@@ -39,10 +44,12 @@ def create_app():
     if hasattr(app, "add_middleware"):
         from mlflow_stack import metrics
         from mlflow_stack.login_limit import LoginLimitMiddleware, from_env
+        from mlflow_stack.settings import Settings
 
         # Starlette runs the middleware added last first: metrics see every answer (the
         # limiter's 429s too), and a refused login never reaches MLflow's password hashing.
-        app.add_middleware(LoginLimitMiddleware, limiter=from_env())
+        app.add_middleware(LoginLimitMiddleware, limiter=from_env(),
+                           trusted_networks=Settings.from_env(os.environ).trusted_proxies)
         metrics.install(app)
     # FastAPI under uvicorn; under gunicorn MLflow returns its Flask app, left as it is.
     if hasattr(app, "router") and not _replace_download_routes(app.router):

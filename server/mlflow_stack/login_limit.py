@@ -30,6 +30,7 @@ import asyncio
 import base64
 import dataclasses
 import hmac
+import ipaddress
 import math
 import os
 import sqlite3
@@ -213,13 +214,17 @@ def basic_credentials(headers: Mapping[bytes, bytes], path: str) -> tuple[str, s
 
 
 class LoginLimitMiddleware:
-    def __init__(self, app, limiter: LoginLimiter, trusted_proxy_host: str = "proxy"):
+    def __init__(self, app, limiter: LoginLimiter, trusted_proxy_host: str = "proxy",
+                 trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()):
         from mlflow.server.auth import is_unprotected_route
 
         self.app = app
         self.limiter = limiter
         self.is_unprotected_route = is_unprotected_route
         self.trusted_proxy_host = trusted_proxy_host
+        # On Kubernetes the peer is an Ingress controller's pod (or a node, after SNAT):
+        # without trusting its X-Forwarded-For, every user would share one address.
+        self.trusted_networks = trusted_networks
         self._proxy_addresses: tuple[float, frozenset[str]] = (-math.inf, frozenset())
         self._warned = False
 
@@ -267,10 +272,17 @@ class LoginLimitMiddleware:
     async def _client_address(self, scope, headers) -> str:
         peer = (scope.get("client") or ("unknown", 0))[0]
         forwarded = headers.get(b"x-forwarded-for")
-        if forwarded and peer in await self._proxy_peers():
+        if forwarded and (self._in_trusted_network(peer) or peer in await self._proxy_peers()):
             # nginx appends the address it saw; anything before it came from the client.
             return forwarded.decode("latin-1").rsplit(",", 1)[-1].strip() or peer
         return peer
+
+    def _in_trusted_network(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
 
     async def _proxy_peers(self) -> frozenset[str]:
         looked_up_at, addresses = self._proxy_addresses

@@ -149,6 +149,14 @@ def main() -> None:
         os.environ["MLFLOW_SERVER_JOB_EXECUTION_ENGINE"] = "executor"
     else:
         os.environ.pop("MLFLOW_SERVER_JOB_EXECUTION_ENGINE", None)  # MLflow's default: Huey
+    if settings.job_runner == "elsewhere":
+        # MLflow starts a job runner in every server, and each one that starts puts the
+        # jobs running in all the others back to PENDING, so they run twice
+        # (_recover_orphaned_executor_jobs in mlflow/server/jobs/_executor_runner.py). With
+        # replicas only one server runs jobs; the others start none, yet queue jobs
+        # (app.py turns submitting back on in the workers).
+        os.environ["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        os.environ["MLFLOW_STACK_SUBMIT_JOBS"] = "true"
 
     wait_for_postgres(settings, log)
     wait_for_bucket(settings, log)

@@ -1,6 +1,7 @@
 """The tracking server's settings, read from the environment and checked up front."""
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -12,6 +13,9 @@ JOB_ENGINES = ("executor", "huey")
 # Who brings the schemas up to date: this server at start (Compose), or a one-shot job
 # that runs once per install or upgrade while every replica waits for it (Helm chart).
 MIGRATION_MODES = ("at-start", "job")
+# Where queued jobs run: this server's own runner, or one other server (the chart's jobs
+# pod), since MLflow's runner resets every other runner's running jobs when it starts.
+JOB_RUNNERS = ("this-server", "elsewhere")
 # The non-admin account the models job logs in with (its password: secret models_password).
 MODELS_USERNAME = "models"
 
@@ -139,6 +143,8 @@ class Settings:
     postgres_port: int
     postgres_user: str
     migrations: str
+    job_runner: str
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     s3_endpoint_url: str
 
     @classmethod
@@ -173,6 +179,23 @@ class Settings:
                 "(at-start: this server migrates before it serves; job: a separate job does, "
                 "and the server waits for it)."
             )
+        job_runner = env.get("MLFLOW_JOB_RUNNER", "").strip().lower() or "this-server"
+        if job_runner not in JOB_RUNNERS:
+            raise StackError(
+                f"MLFLOW_JOB_RUNNER={job_runner!r} is not one of {', '.join(JOB_RUNNERS)}.")
+        if job_runner == "elsewhere" and job_engine != "executor":
+            raise StackError(
+                "MLFLOW_JOB_RUNNER=elsewhere needs MLFLOW_JOB_ENGINE=executor: with huey a job "
+                "runs only on the server that queued it.")
+        trusted_proxies = []
+        for raw in env.get("MLFLOW_TRUSTED_PROXIES", "").split(","):
+            if raw.strip():
+                try:
+                    trusted_proxies.append(ipaddress.ip_network(raw.strip(), strict=False))
+                except ValueError:
+                    raise StackError(
+                        f"MLFLOW_TRUSTED_PROXIES entry {raw.strip()!r} is not an address or "
+                        "network such as 10.244.0.0/16 (comma-separated).") from None
         postgres_user = env.get("POSTGRES_USER", "").strip() or "mlflow"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}", postgres_user):
             raise StackError(f"POSTGRES_USER={postgres_user!r} is not a PostgreSQL role name.")
@@ -210,6 +233,8 @@ class Settings:
             postgres_port=_int(env, "POSTGRES_PORT", 5432, 1),
             postgres_user=postgres_user,
             migrations=migrations,
+            job_runner=job_runner,
+            trusted_proxies=tuple(trusted_proxies),
             s3_endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL", "http://minio:9000"),
         )
 

@@ -128,3 +128,27 @@ def test_a_broken_state_file_lets_requests_through_and_says_so_once(tmp_path, cl
         asyncio.run(middleware(scope, None, send))
     assert calls == ["/api/2.0/mlflow/runs/get"] * 2
     assert capsys.readouterr().err.count("the failed-login limit is not working") == 1
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_network(tmp_path, clock):
+    import asyncio
+    import ipaddress
+
+    from mlflow_stack.login_limit import LoginLimitMiddleware
+
+    async def app(scope, receive, send):
+        pass
+
+    limiter = LoginLimiter(str(tmp_path / "limit.sqlite"), Limits(3, 60, 30), b"k" * 32,
+                           clock=clock)
+    middleware = LoginLimitMiddleware(app, limiter, trusted_proxy_host="proxy.invalid",
+                                      trusted_networks=(ipaddress.ip_network("10.244.0.0/16"),))
+    headers = {b"x-forwarded-for": b"203.0.113.9, 198.51.100.7"}
+
+    def address(peer):
+        return asyncio.run(middleware._client_address({"client": (peer, 1)}, headers))
+
+    # An Ingress controller's pod: the address it appended is the client's.
+    assert address("10.244.3.17") == "198.51.100.7"
+    # Anyone else's header is ignored.
+    assert address("192.168.1.5") == "192.168.1.5"

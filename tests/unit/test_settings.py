@@ -141,3 +141,17 @@ def test_an_external_database_user_reaches_the_uri_and_pgpass():
     assert pgpass(settings, "pw") == "db.example:5432:*:team_mlflow:pw\n"
     with pytest.raises(StackError, match="not a PostgreSQL role name"):
         Settings.from_env({"POSTGRES_USER": "bad user;"})
+
+
+def test_job_runner_elsewhere_needs_the_executor_engine():
+    assert Settings.from_env({}).job_runner == "this-server"
+    assert Settings.from_env({"MLFLOW_JOB_RUNNER": "elsewhere"}).job_runner == "elsewhere"
+    with pytest.raises(StackError, match="needs MLFLOW_JOB_ENGINE=executor"):
+        Settings.from_env({"MLFLOW_JOB_RUNNER": "elsewhere", "MLFLOW_JOB_ENGINE": "huey"})
+
+
+def test_trusted_proxies_are_networks():
+    settings = Settings.from_env({"MLFLOW_TRUSTED_PROXIES": "10.244.0.0/16, 192.168.7.1"})
+    assert [str(n) for n in settings.trusted_proxies] == ["10.244.0.0/16", "192.168.7.1/32"]
+    with pytest.raises(StackError, match="'ingress' is not an address or network"):
+        Settings.from_env({"MLFLOW_TRUSTED_PROXIES": "ingress"})
