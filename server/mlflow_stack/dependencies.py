@@ -14,7 +14,8 @@ from mlflow_stack.settings import Settings
 RETRY_SECONDS = 0.5
 
 
-def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: str) -> None:
+def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: str,
+                    look: str = "`docker compose ps` and that service's logs") -> None:
     """Call attempt() until it returns None (ready); it returns a reason while not ready."""
     deadline = time.monotonic() + timeout
     reason = None
@@ -26,8 +27,14 @@ def _until_deadline(timeout: int, attempt: Callable[[], str | None], log, what: 
         time.sleep(RETRY_SECONDS)
     raise StackError(
         f"{what} was not ready within {timeout} s (last: {reason}). Check "
-        f"`docker compose ps` and that service's logs; MLFLOW_STARTUP_TIMEOUT sets the wait."
+        f"{look}; MLFLOW_STARTUP_TIMEOUT sets the wait."
     )
+
+
+def _look(settings: Settings) -> str:
+    if settings.migrations == "job":  # the Helm chart
+        return "`kubectl get pods,jobs` and the logs of the postgresql, minio and init pods"
+    return "`docker compose ps` and that service's logs"
 
 
 @contextlib.contextmanager
@@ -66,7 +73,7 @@ def wait_for_postgres(settings: Settings, log) -> None:
         return None
 
     where = f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}"
-    _until_deadline(settings.startup_timeout_seconds, attempt, log, where)
+    _until_deadline(settings.startup_timeout_seconds, attempt, log, where, _look(settings))
 
 
 def wait_for_bucket(settings: Settings, log) -> None:
@@ -85,6 +92,11 @@ def wait_for_bucket(settings: Settings, log) -> None:
             client.head_bucket(Bucket=settings.bucket)
         except ClientError as e:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (401, 403) and settings.migrations == "job":
+                # On Kubernetes nothing orders the pods after the minio-init job, which may
+                # not have created MLflow's user yet: wait, and name the keys at the deadline.
+                return (f"MinIO refuses MLflow's S3 keys (HTTP {status}): the minio-init job "
+                        "has not created its user yet, or the keys in the Secret differ")
             if status in (401, 403):
                 raise StackError(
                     f"MinIO at {settings.s3_endpoint_url} rejected MLflow's S3 keys for bucket "
@@ -100,6 +112,5 @@ def wait_for_bucket(settings: Settings, log) -> None:
             return str(e)
         return None
 
-    _until_deadline(
-        settings.startup_timeout_seconds, attempt, log, f"S3 bucket '{settings.bucket}'"
-    )
+    _until_deadline(settings.startup_timeout_seconds, attempt, log,
+                    f"S3 bucket '{settings.bucket}'", _look(settings))
