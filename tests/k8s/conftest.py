@@ -1,11 +1,20 @@
 """Session fixtures of the Kubernetes tests: a real one-node cluster (kube-host-up), the
 stack's images loaded into it, and one install of charts/mlflow-stack in a fresh
-namespace, removed afterwards with its volumes and generated Secret (STACK_TEST_KEEP=1
-keeps everything for inspection).
+namespace, removed afterwards with its volumes and generated Secret.
 
 The test files run in number order and some change the install (test_50 upgrades it,
 test_60 uninstalls and reinstalls it); the data they check survives those on purpose,
-so it is made once, by the `seeded` fixture, before the first of them needs it."""
+so it is made once, by the `seeded` fixture, before the first of them needs it.
+
+Environment:
+  KUBE_HOST_UP               path of kube-host-up (default ../shared/tools/kube-host-up)
+  STACK_TEST_KEEP=1          leave the install (namespace, volumes, Secret) for inspection
+  STACK_TEST_K8S_NAMESPACE   use this namespace; a deployed release there is reused as is
+  STACK_TEST_K8S_RELEASE     release name (default mls)
+  STACK_TEST_K8S_VALUES      a values file layered over the test's (e.g. other images)
+Times worth quoting are printed at the end and kept in tests/k8s/.results/ (latest.json,
+history.jsonl).
+"""
 
 import os
 import time
@@ -30,7 +39,7 @@ CLIENT_VARIABLES_TO_CLEAR = (
 # Volumes one install claims: PostgreSQL's and one per MinIO pod.
 VOLUMES_PER_INSTALL = 1 + 4
 
-# Numbers reported at the end of the run (and kept in tests/k8s/.results/results.json).
+# Numbers reported at the end of the run (and kept in tests/k8s/.results/).
 TIMINGS: dict[str, float] = {}
 _SUITE_START: list[float] = []
 
@@ -56,10 +65,17 @@ def pytest_terminal_summary(terminalreporter):
         return
     TIMINGS["k8s_suite_s"] = round(time.monotonic() - _SUITE_START[0], 1)
     kube.record_result("k8s_suite_s", TIMINGS["k8s_suite_s"])
+    stats = terminalreporter.stats
+
+    def count(category: str) -> int:
+        return sum(1 for r in stats.get(category, []) if "tests/k8s/" in getattr(r, "nodeid", ""))
+
+    kube.finish_results({"passed": count("passed"), "failed": count("failed"),
+                         "errors": count("error")})
     terminalreporter.section("kubernetes timings")
     for name, value in TIMINGS.items():
         terminalreporter.write_line(f"{name:40} {value}")
-    terminalreporter.write_line(f"(also in {kube.RESULTS / 'results.json'})")
+    terminalreporter.write_line(f"(also in {kube.RESULTS / 'latest.json'})")
 
 
 def timing(name: str, seconds: float) -> None:

@@ -170,6 +170,48 @@ def load_images(images: list[str]) -> None:
             f"the cluster still has an old {img} after load-image"
 
 
+def cluster_dns_server() -> str:
+    return kubectl("get", "service", "kube-dns", "-n", "kube-system", "-o",
+                   "jsonpath={.spec.clusterIP}").strip()
+
+
+def dns_a(name: str, server: str, timeout: float = 3.0) -> list[str] | None:
+    """The A records the cluster's DNS gives for name (a fully qualified name), or None
+    for NXDOMAIN. A minimal DNS query over UDP, to the cluster's own DNS Service."""
+    query_id = random.randrange(1 << 16)
+    question = b"".join(bytes([len(part)]) + part.encode() for part in name.rstrip(".").split("."))
+    packet = (query_id.to_bytes(2, "big") + b"\x01\x00" + (1).to_bytes(2, "big") + b"\x00" * 6
+              + question + b"\x00" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (server, 53))
+        while True:
+            answer, _ = sock.recvfrom(4096)
+            if int.from_bytes(answer[:2], "big") == query_id:
+                break
+    rcode = answer[3] & 0x0F
+    if rcode == 3:
+        return None
+    if rcode != 0:
+        raise AssertionError(f"DNS error {rcode} for {name}")
+    count = int.from_bytes(answer[6:8], "big")
+    pos = 12 + len(question) + 1 + 4
+    addresses = []
+    for _ in range(count):
+        if answer[pos] & 0xC0 == 0xC0:   # a compressed name: a 2-byte pointer
+            pos += 2
+        else:
+            while answer[pos]:
+                pos += answer[pos] + 1
+            pos += 1
+        rtype = int.from_bytes(answer[pos:pos + 2], "big")
+        length = int.from_bytes(answer[pos + 8:pos + 10], "big")
+        if rtype == 1 and length == 4:
+            addresses.append(socket.inet_ntoa(answer[pos + 10:pos + 14]))
+        pos += 10 + length
+    return addresses
+
+
 def free_node_port() -> int:
     """A NodePort no Service uses and nothing on this machine listens on."""
     used = set()
@@ -428,11 +470,22 @@ def _seconds(duration: str) -> float:
     return float(duration[:-1]) * units[duration[-1]]
 
 
+_RUN: dict = {}
+
+
 def record_result(name: str, value) -> None:
-    """Numbers worth quoting (install time, suite time) land in tests/k8s/.results/."""
+    """Numbers worth quoting (install time, suite time) of this run land in
+    tests/k8s/.results/latest.json; finish_results() appends the run to history.jsonl."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "results.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = value
-    data["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _RUN.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    _RUN[name] = value
+    (RESULTS / "latest.json").write_text(json.dumps(_RUN, indent=2) + "\n")
+
+
+def finish_results(outcome: dict) -> None:
+    if not _RUN:
+        return
+    _RUN.update(outcome)
+    (RESULTS / "latest.json").write_text(json.dumps(_RUN, indent=2) + "\n")
+    with open(RESULTS / "history.jsonl", "a") as f:
+        f.write(json.dumps(_RUN) + "\n")

@@ -72,6 +72,9 @@ def test_deleting_an_mlflow_pod_loses_no_acknowledged_point(release, admin, as_u
     try:
         wait_until(lambda: all(lg.acked for lg in loggers), 60, "every client's first acknowledged call")
         victim = sorted(before)[0]
+        # The deleted replica is one the clients are using (its access log shows their calls).
+        wait_until(lambda: "/mlflow/runs/log-" in release.kubectl("logs", victim, "--since=60s"),
+                   30, f"the clients' calls in {victim}'s log")
         killed = time.monotonic()
         release.kubectl("delete", "pod", victim, "--wait=false")
         # A replacement replica, Ready, and the deleted one gone.

@@ -129,8 +129,10 @@ def test_with_one_minio_pod_away_artifacts_download_and_upload(release, admin, a
     try:
         release.kubectl("scale", "statefulset", statefulset, "--replicas=3")
         wait_until(lambda: pod_uid(release, victim) is None, POD_LIMIT_SECONDS, f"{victim} gone")
-        bad = download_all(release, artifacts, tmp_path)
+        seconds = []
+        bad = download_all(release, artifacts, tmp_path, seconds)
         assert bad == [], f"with {victim} away:\n" + "\n".join(bad)
+        timing("minio_away_slowest_download_s", max(seconds))
         # Writes need 3 of the 4 drives: they go on.
         extra = tmp_path / "written-while-away.bin"
         extra.write_bytes(os.urandom(2 * 1024 * 1024))

@@ -12,7 +12,9 @@ def test_upgrade_to_another_image_keeps_data_secret_and_logins(release, admin, s
     # image looks like to Kubernetes.
     current = release.workload_images()[release.resource("mlflow")]
     assert len(current) == 1, current
-    target = f"mlflow-stack/server:{UPGRADE_TAG}"
+    # (A kept install that was upgraded before gets a second such tag.)
+    tag = f"{UPGRADE_TAG}-b" if current[0].endswith(f":{UPGRADE_TAG}") else UPGRADE_TAG
+    target = f"mlflow-stack/server:{tag}"
     run(["docker", "tag", current[0], target])
     start = time.monotonic()
     load_images([target])
@@ -23,7 +25,7 @@ def test_upgrade_to_another_image_keeps_data_secret_and_logins(release, admin, s
     old_pods = set(release.pod_names("mlflow"))
 
     start = time.monotonic()
-    release.upgrade("--reuse-values", "--set", f"image.server.tag={UPGRADE_TAG}")
+    release.upgrade("--reuse-values", "--set", f"image.server.tag={tag}")
     release.wait_ready(300)
     timing("helm_upgrade_s", time.monotonic() - start)
 
