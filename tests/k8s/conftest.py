@@ -109,7 +109,9 @@ def cluster(helm_ready):
     timing("cluster_up_s", time.monotonic() - start)
 
     start = time.monotonic()
-    kube.run(["docker", "compose", "build", "mlflow", "postgres", "minio"], timeout=3600)
+    # The tag the test values name, whatever a .env on this checkout says.
+    kube.run(["docker", "compose", "build", "mlflow", "postgres", "minio"], timeout=3600,
+             env={"STACK_IMAGE_TAG": LOCAL_TAG})
     timing("image_build_s", time.monotonic() - start)
     wanted = [f"mlflow-stack/{name}:{LOCAL_TAG}" for name in IMAGES]
     start = time.monotonic()
