@@ -19,7 +19,9 @@ secret() {
 access_key="$(secret s3_access_key)"
 
 deadline=$((SECONDS + timeout))
-until mc-root.sh ready stack >/dev/null 2>&1; do
+# Each check bounded: a connection to an address the name no longer has (a recreated
+# Service while DNS still answers the old one) would otherwise hang the job.
+until timeout 10 mc-root.sh ready stack >/dev/null 2>&1; do
   [ "$SECONDS" -lt "$deadline" ] || die "MinIO at $MINIO_ENDPOINT did not become ready within ${timeout}s; see docker compose logs minio"
   sleep 1
 done

@@ -81,13 +81,15 @@ def wait_for_bucket(settings: Settings, log) -> None:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
-    )
-
     def attempt():
+        # A new client (and connection, and name lookup) for every attempt: a kept-alive
+        # connection to an address a name no longer has (a Service recreated on
+        # Kubernetes, with DNS still answering the old one) would be asked forever.
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            config=Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}),
+        )
         try:
             client.head_bucket(Bucket=settings.bucket)
         except ClientError as e:

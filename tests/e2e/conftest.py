@@ -19,7 +19,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the Compose stack goes away when the e2e tests end, before tests/k8s
+# starts a cluster on the same machine.
+@pytest.fixture(scope="package")
 def stack():
     if not docker_available():
         pytest.fail("the end-to-end tests need a running Docker engine (see README: Tests)")
@@ -34,7 +36,7 @@ def stack():
             s.down(volumes=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def admin(stack):
     return ("admin", stack.admin_password())
 

@@ -44,11 +44,6 @@ TIMINGS: dict[str, float] = {}
 _SUITE_START: list[float] = []
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "k8s: installs the Helm chart on a real one-node Kubernetes cluster")
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/k8s/" in str(item.fspath):
