@@ -206,22 +206,25 @@ def admin(release):
     return release.admin()
 
 
+def laptop_env(mp: pytest.MonkeyPatch, url: str, username: str, password: str) -> None:
+    """Make this process a laptop logged in as the given user: only the three variables."""
+    for name in CLIENT_VARIABLES_TO_CLEAR:
+        mp.delenv(name, raising=False)
+    # No ~/.aws on the test machine may lend S3 keys to the client.
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    mp.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    mp.setenv("MLFLOW_TRACKING_URI", url)
+    mp.setenv("MLFLOW_TRACKING_USERNAME", username)
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    import mlflow
+
+    mlflow.set_tracking_uri(url)
+
+
 @pytest.fixture
 def as_user(monkeypatch, release):
-    """Make this process a laptop logged in as the given user: only the three variables."""
-
     def login(username: str, password: str) -> None:
-        for name in CLIENT_VARIABLES_TO_CLEAR:
-            monkeypatch.delenv(name, raising=False)
-        # No ~/.aws on the test machine may lend S3 keys to the client.
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", release.url)
-        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
-        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-        import mlflow
-
-        mlflow.set_tracking_uri(release.url)
+        laptop_env(monkeypatch, release.url, username, password)
 
     return login
 
@@ -248,12 +251,7 @@ def seeded(release, admin, tmp_path_factory):
     from mlflow.entities import Metric, Param
 
     mp = pytest.MonkeyPatch()
-    for name in CLIENT_VARIABLES_TO_CLEAR:
-        mp.delenv(name, raising=False)
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    mp.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    mp.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
-    mp.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
+    laptop_env(mp, release.url, *admin)
     try:
         user = (f"keeper{uuid.uuid4().hex[:6]}", f"keeper-pw-{uuid.uuid4().hex}")
         create_user(release, admin, *user)

@@ -5,7 +5,6 @@ Test traffic goes only to 127.0.0.1 (the mlflow Service's NodePort) or, through
 `kubectl exec`, to the stack's own pods."""
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -17,6 +16,10 @@ from pathlib import Path
 
 import requests
 import yaml
+
+from ..e2e import stack as e2e_stack
+
+sha256_file = e2e_stack.sha256_file
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "mlflow-stack"
@@ -67,12 +70,6 @@ def helm_binary() -> str | None:
     return _tool("helm")
 
 
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 1.0, diagnose=None):

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from .conftest import create_user, grant, timing
+from .conftest import create_user, grant, timing, laptop_env
 from .kube import sha256_file
 
 # A download that fell into the presigned-URL trap would hang ~65 s before failing.
@@ -37,16 +37,7 @@ def test_nothing_without_a_login(release, admin):
 def laptop_run(release, admin, tmp_path_factory):
     """A run logged by the default client: params, 2000 metric points, a 50 MB artifact."""
     mp = pytest.MonkeyPatch()
-    from .conftest import CLIENT_VARIABLES_TO_CLEAR
-
-    for name in CLIENT_VARIABLES_TO_CLEAR:
-        mp.delenv(name, raising=False)
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    mp.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    mp.setenv("MLFLOW_TRACKING_URI", release.url)
-    mp.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
-    mp.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
-    mlflow.set_tracking_uri(release.url)
+    laptop_env(mp, release.url, *admin)
 
     src = tmp_path_factory.mktemp("laptop")
     big = src / "big.bin"

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import CLIENT_VARIABLES_TO_CLEAR, timing
+from .conftest import laptop_env, timing
 from .kube import sha256_file, wait_until
 
 HEAL_LIMIT_SECONDS = 300
@@ -24,13 +24,7 @@ POD_LIMIT_SECONDS = 180
 def artifacts(release, admin, seeded, tmp_path_factory):
     """The seeded run's files plus a run of this module's own, logged with default settings."""
     mp = pytest.MonkeyPatch()
-    for name in CLIENT_VARIABLES_TO_CLEAR:
-        mp.delenv(name, raising=False)
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    mp.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    mp.setenv("MLFLOW_TRACKING_URI", release.url)
-    mp.setenv("MLFLOW_TRACKING_USERNAME", admin[0])
-    mp.setenv("MLFLOW_TRACKING_PASSWORD", admin[1])
+    laptop_env(mp, release.url, *admin)
     src = tmp_path_factory.mktemp("minio-src")
     files = {}
     for name, size in (("a.txt", 100), ("b.bin", 3 * 1024 * 1024 + 5), ("c.bin", 12 * 1024 * 1024)):
