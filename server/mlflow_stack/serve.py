@@ -82,7 +82,8 @@ def _pending_or_reason(connect, accounts: dict[str, str]) -> list[str]:
     try:
         return pending_work(connect, accounts)
     except Exception as e:  # noqa: BLE001 - e.g. the job is creating a table right now
-        return [f"cannot check yet ({type(e).__name__}: {str(e).strip().splitlines()[0]})"]
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        return [f"cannot check yet ({type(e).__name__}: {first_line})"]
 
 
 def wait_for_migration_job(settings: Settings, secrets: dict[str, str]) -> None:
