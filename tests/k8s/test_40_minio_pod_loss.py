@@ -189,5 +189,8 @@ def test_a_wiped_minio_drive_is_healed(release, admin, as_user, artifacts, tmp_p
     wait_until(healed, HEAL_LIMIT_SECONDS, f"MinIO rebuilding {victim}'s drive", interval=5,
                diagnose=diagnose)
     timing("minio_drive_healed_s", time.monotonic() - wiped)
-    assert minio_whole(release), release.minio_info()
+    # The files come back before MinIO's own view of the drive leaves "healing".
+    wait_until(lambda: minio_whole(release), HEAL_LIMIT_SECONDS,
+               "all four MinIO drives ok after the heal",
+               diagnose=lambda: json.dumps(release.minio_info(), indent=1)[:3000])
     assert download_all(release, artifacts, tmp_path) == []
