@@ -50,8 +50,11 @@ bucket="$1"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/objects"
-mc-root.sh mirror "stack/$bucket" "$tmp/objects" >/dev/null
-tar -C "$tmp/objects" --format=pax -cf - .
+# stdout carries the tar, so mc's own messages go to stderr with its errors.
+mc-root.sh mirror "stack/$bucket" "$tmp/objects" >&2 \
+  || { echo "mc mirror of stack/$bucket exited with status $?" >&2; exit 1; }
+tar -C "$tmp/objects" --format=pax -cf - . \
+  || { echo "tar of the copied objects exited with status $?" >&2; exit 1; }
 """
 
 # Runs inside the minio container: reads a tar of objects on stdin and makes the bucket
@@ -62,8 +65,10 @@ bucket="$1"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/objects"
-tar -C "$tmp/objects" --no-same-owner --no-same-permissions -xf -
-mc-root.sh mirror --overwrite --remove "$tmp/objects/" "stack/$bucket/" >/dev/null
+tar -C "$tmp/objects" --no-same-owner --no-same-permissions -xf - \
+  || { echo "tar of the archive's objects exited with status $?" >&2; exit 1; }
+mc-root.sh mirror --overwrite --remove "$tmp/objects/" "stack/$bucket/" >&2 \
+  || { echo "mc mirror into stack/$bucket exited with status $?" >&2; exit 1; }
 """
 
 SERVER_INFO = (
@@ -100,6 +105,11 @@ KEY_VARIABLES = {"crypto_kek_passphrase": "MLFLOW_CRYPTO_KEK_PASSPHRASE",
 
 class Failure(Exception):
     """Ends the command with one sentence."""
+
+
+class UnexplainedFailure(Failure):
+    """A step inside a container failed without printing why (seen once in CI: the bucket's
+    whole tar had arrived, then `docker compose exec` reported a failure with no message)."""
 
 
 def say(message: str) -> None:
@@ -318,6 +328,18 @@ def backup(directory: Path) -> Path:
     return final
 
 
+def reason(output: bytes, code: int) -> str:
+    """The last line a failed command printed, or its exit status when it printed nothing."""
+    line = last_line(output)
+    if line != "(no output)":
+        return line
+    if code < 0:
+        return f"killed by signal {-code} without a message"
+    if code > 128:
+        return f"exit status {code} (killed by signal {code - 128}) without a message"
+    return f"exit status {code} without a message"
+
+
 def add_manifest(out: tarfile.TarFile, data: bytes) -> None:
     info = tarfile.TarInfo(MANIFEST)
     info.size = len(data)
@@ -351,9 +373,11 @@ def copy_bucket_into(out: tarfile.TarFile, files: dict, bucket: str, tmp: Path) 
             raise Failure(f"copying the bucket failed: {last_line(errors.read()) or e}") from None
         finally:
             proc.stdout.close()
-        if proc.wait() != 0:
+        if (code := proc.wait()) != 0:
             errors.seek(0)
-            raise Failure(f"copying bucket '{bucket}' failed: {last_line(errors.read())}")
+            output = errors.read()
+            failure = UnexplainedFailure if last_line(output) == "(no output)" else Failure
+            raise failure(f"copying bucket '{bucket}' failed: {reason(output, code)}")
     return count
 
 
@@ -434,10 +458,10 @@ def restore_database(archive: tarfile.TarFile, member: tarfile.TarInfo, database
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        if proc.wait() != 0:
+        if (code := proc.wait()) != 0:
             errors.seek(0)
             raise Failure(
-                f"pg_restore of database {database} failed: {last_line(errors.read())}. The "
+                f"pg_restore of database {database} failed: {reason(errors.read(), code)}. The "
                 "database is incomplete; fix the cause and run restore again with --force")
 
 
@@ -459,10 +483,10 @@ def restore_bucket(archive: tarfile.TarFile, members: list[tarfile.TarInfo], buc
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        if proc.wait() != 0:
+        if (code := proc.wait()) != 0:
             errors.seek(0)
             raise Failure(f"restoring the objects of bucket '{bucket}' failed: "
-                          f"{last_line(errors.read())}. Run restore again with --force")
+                          f"{reason(errors.read(), code)}. Run restore again with --force")
     return len(objects)
 
 
@@ -549,7 +573,12 @@ def main() -> int:
     PROG = args.command
     try:
         if args.command == "backup":
-            backup(args.directory)
+            try:
+                backup(args.directory)
+            except UnexplainedFailure as e:
+                # The partial archive is gone and nothing was changed: one more try is safe.
+                say(f"{e}; trying the whole backup once more")
+                backup(args.directory)
         else:
             restore(args.archive, args.force, args.timeout)
     except Failure as e:
