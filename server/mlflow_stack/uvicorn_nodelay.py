@@ -53,9 +53,9 @@ def install() -> None:
     Config.bind_socket = bind_socket
 
 
-def _started_as_uvicorn() -> bool:
+def started_as_uvicorn() -> bool:
     return list(getattr(sys, "orig_argv", [])[1:3]) == ["-m", "uvicorn"]
 
 
-if os.environ.get("MLFLOW_STACK_UVICORN_NODELAY", "1") != "0" and _started_as_uvicorn():
+if os.environ.get("MLFLOW_STACK_UVICORN_NODELAY", "1") != "0" and started_as_uvicorn():
     install()
