@@ -12,10 +12,11 @@ so database engines and connections are made after the fork, never shared.
 
 Forking is safe only while the parent has a single thread: with another thread alive
 the workers are spawned as before and the reason is logged. Imported modules keep the
-values they made at import in every worker, e.g. MLflow's per-process key of its
-credential cache (mlflow/server/auth: the workers share one key, each its own cache).
-tests/e2e/test_05_uvicorn_nodelay.py checks that the workers are forked and still get
-TCP_NODELAY; MLFLOW_STACK_UVICORN_PRELOAD=0 turns this off.
+values they made at import in every worker, e.g. the random key MLflow's auth module
+makes at import for its credential cache (the workers share that key; each keeps its own
+cache). tests/e2e/test_07_uvicorn_preload.py fails when the workers are spawned again, and
+test_05's probe checks that forked workers still get TCP_NODELAY.
+MLFLOW_STACK_UVICORN_PRELOAD=0 in the server's environment turns this off.
 """
 
 # A .pth imports this module in every Python process of the image: only os and sys here.
