@@ -370,7 +370,8 @@ def copy_bucket_into(out: tarfile.TarFile, files: dict, bucket: str, tmp: Path) 
             proc.kill()
             proc.wait()
             errors.seek(0)
-            raise Failure(f"copying the bucket failed: {last_line(errors.read()) or e}") from None
+            line = last_line(errors.read())
+            raise Failure(f"copying the bucket failed: {e if line == '(no output)' else line}") from None
         finally:
             proc.stdout.close()
         if (code := proc.wait()) != 0:
