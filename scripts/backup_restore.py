@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stack_host import compose_command, last_line, version_tuple
+from stack_host import NO_OUTPUT, compose_command, last_line, version_tuple
 
 FORMAT = "mlflow-stack-backup/1"
 DATABASES = ("mlflow", "mlflow_auth")
@@ -331,7 +331,7 @@ def backup(directory: Path) -> Path:
 def reason(output: bytes, code: int) -> str:
     """The last line a failed command printed, or its exit status when it printed nothing."""
     line = last_line(output)
-    if line != "(no output)":
+    if line != NO_OUTPUT:
         return line
     if code < 0:
         return f"killed by signal {-code} without a message"
@@ -371,13 +371,13 @@ def copy_bucket_into(out: tarfile.TarFile, files: dict, bucket: str, tmp: Path) 
             proc.wait()
             errors.seek(0)
             line = last_line(errors.read())
-            raise Failure(f"copying the bucket failed: {e if line == '(no output)' else line}") from None
+            raise Failure(f"copying the bucket failed: {e if line == NO_OUTPUT else line}") from None
         finally:
             proc.stdout.close()
         if (code := proc.wait()) != 0:
             errors.seek(0)
             output = errors.read()
-            failure = UnexplainedFailure if last_line(output) == "(no output)" else Failure
+            failure = UnexplainedFailure if last_line(output) == NO_OUTPUT else Failure
             raise failure(f"copying bucket '{bucket}' failed: {reason(output, code)}")
     return count
 

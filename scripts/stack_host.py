@@ -16,12 +16,16 @@ def compose_command(*args: str) -> list[str]:
     return ["docker", "compose", "--project-directory", str(REPO), *args]
 
 
+# What last_line returns when a command printed nothing.
+NO_OUTPUT = "(no output)"
+
+
 def last_line(text: str | bytes) -> str:
     """The last non-blank line of a command's output: usually the error that matters."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
+    return lines[-1] if lines else NO_OUTPUT
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
