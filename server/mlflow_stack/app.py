@@ -1,6 +1,7 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
 failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
-leaner permission lookups (auth_lookups.py).
+leaner permission lookups (auth_lookups.py) and run searches without a needless DISTINCT
+(search_distinct.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
@@ -41,6 +42,9 @@ def create_app():
         logging.getLogger(__name__).warning(
             "the tracking store is not MLflow's SQLAlchemy store: permission checks load "
             "whole runs (mlflow_stack/auth_lookups.py)")
+    from mlflow_stack import search_distinct
+
+    search_distinct.install()
     if hasattr(app, "add_middleware"):
         from mlflow_stack import metrics
         from mlflow_stack.login_limit import LoginLimitMiddleware, from_env
