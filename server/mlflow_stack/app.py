@@ -1,7 +1,7 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
 failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
-leaner permission lookups (auth_lookups.py) and run searches without a needless DISTINCT
-(search_distinct.py).
+leaner permission lookups (auth_lookups.py), metric batches written in two statements
+(metric_writes.py) and run searches without a needless DISTINCT (search_distinct.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
@@ -42,8 +42,12 @@ def create_app():
         logging.getLogger(__name__).warning(
             "the tracking store is not MLflow's SQLAlchemy store: permission checks load "
             "whole runs (mlflow_stack/auth_lookups.py)")
-    from mlflow_stack import search_distinct
+    from mlflow_stack import metric_writes, search_distinct
 
+    if not metric_writes.install():
+        logging.getLogger(__name__).warning(
+            "MLflow's SQLAlchemy store changed: metric batches are written through the ORM "
+            "(mlflow_stack/metric_writes.py)")
     search_distinct.install()
     if hasattr(app, "add_middleware"):
         from mlflow_stack import metrics

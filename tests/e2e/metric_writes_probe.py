@@ -1,0 +1,112 @@
+"""Runs inside the mlflow container (python - < this file): writes the same batches of
+metrics with MLflow's own `_log_metrics_once` and with the stack's
+`metric_writes.log_metrics_once` into two runs each, on the server's database, and prints
+one JSON line per case with both runs' rows and errors."""
+
+import json
+import math
+import os
+import pathlib
+import random
+import time
+
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow_stack import metric_writes
+from sqlalchemy import text
+
+
+def server_database():
+    """The backend store URI and PGPASSFILE of the running `mlflow server`."""
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"--backend-store-uri" not in argv:
+                continue
+            environ = dict(item.split(b"=", 1) for item in
+                           (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+        except OSError:
+            continue
+        return (argv[argv.index(b"--backend-store-uri") + 1].decode(),
+                environ[b"PGPASSFILE"].decode())
+    raise SystemExit("no mlflow server process found")
+
+
+def m(key, value, timestamp, step):
+    return Metric(key, value, timestamp, step)
+
+
+def cases():
+    nan, inf = float("nan"), float("inf")
+    rng = random.Random(7)
+    big = [m(f"k{rng.randrange(100)}", rng.choice([rng.random(), nan, inf, -inf, 0.5]),
+             rng.randrange(1, 4), rng.randrange(0, 4)) for _ in range(1000)]
+    return {
+        "steps, a repeat and an older point": [
+            [m(f"m{k}", k / 10, 1000, 0) for k in range(10)],
+            [m(f"m{k}", k / 10 + 1, 2000, 1) for k in range(10)],
+            [m(f"m{k}", k / 10 + 1, 2000, 1) for k in range(10)],
+            [m(f"m{k}", 99.0, 3000, 0) for k in range(10)],
+        ],
+        "one key several times in a batch": [
+            [m("a", 1.0, 5, 2), m("a", 3.0, 5, 2), m("a", 2.0, 9, 1), m("a", 3.0, 5, 2),
+             m("a", 3.0, 4, 2)],
+            [m("a", 3.0, 5, 2), m("a", 2.5, 6, 2)],
+        ],
+        "NaN, zero and infinities": [
+            # Equal (step, timestamp, value) twice: the first stays the latest.
+            [m("b", nan, 1, 0), m("b", 0.0, 1, 0), m("b", nan, 1, 0)],
+            [m("d", 0.0, 1, 0), m("d", nan, 1, 0)],
+            [m("b", inf, 1, 1), m("b", -inf, 1, 1)],
+            [m("c", -inf, 1, 0)],
+            [m("c", nan, 1, 0), m("c", nan, 2, 0)],
+        ],
+        "empty batch": [[]],
+        "a thousand points": [big, list(reversed(big))],
+        "an invalid point": [[m("ok", 1.0, 1, 0), Metric("bad", "x", 1, 0)]],
+        "a deleted run": "deleted",
+    }
+
+
+def rows(store, run_id):
+    with store.engine.connect() as conn:
+        metrics = conn.execute(text(
+            "SELECT key, timestamp, step, value, is_nan FROM metrics WHERE run_uuid = :r "
+            "ORDER BY key, timestamp, step, value, is_nan"), {"r": run_id}).all()
+        latest = conn.execute(text(
+            "SELECT key, timestamp, step, value, is_nan FROM latest_metrics "
+            "WHERE run_uuid = :r ORDER BY key"), {"r": run_id}).all()
+    return {"metrics": [list(r) for r in metrics], "latest": [list(r) for r in latest]}
+
+
+def write(store, experiment_id, name, batches, log):
+    run_id = store.create_run(experiment_id, "probe", int(time.time() * 1000), [], name).info.run_id
+    errors = []
+    if batches == "deleted":
+        store.delete_run(run_id)
+        batches = [[m("x", 1.0, 1, 0)]]
+    for batch in batches:
+        try:
+            store._run_with_deadlock_retry(log, store, run_id, batch)
+        except MlflowException as e:
+            errors.append([e.error_code, e.message.replace(run_id, "<run>")])
+    return {**rows(store, run_id), "errors": errors}
+
+
+def main():
+    uri, pgpassfile = server_database()
+    os.environ["PGPASSFILE"] = pgpassfile
+    store = SqlAlchemyStore(uri, "s3://unused")
+    assert store._get_dialect() == "postgresql"
+    mlflows_own = SqlAlchemyStore._log_metrics_once
+    experiment_id = store.create_experiment(f"metric-writes-probe-{time.time_ns()}")
+    for name, batches in cases().items():
+        print(json.dumps({
+            "case": name,
+            "mlflow": write(store, experiment_id, name, batches, mlflows_own),
+            "stack": write(store, experiment_id, name, batches, metric_writes.log_metrics_once),
+        }, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)))
+
+
+main()
