@@ -96,10 +96,20 @@ def test_a_dataset_filter_keeps_distinct_and_finds_the_run_once(store):
 
 
 def test_other_statements_are_left_alone(store):
-    search_distinct.install()
-    from mlflow.store.tracking.dbmodels.models import SqlRun
+    from mlflow.store.tracking.dbmodels.models import SqlParam, SqlRun, SqlTag
+    from sqlalchemy.orm import Session
 
-    assert not search_distinct.is_needless_run_distinct(
-        sqlalchemy.select(SqlRun.experiment_id).distinct())
-    assert not search_distinct.is_needless_run_distinct(sqlalchemy.select(SqlRun))
-    assert search_distinct.is_needless_run_distinct(sqlalchemy.select(SqlRun).distinct())
+    session = Session()
+    runs = sqlalchemy.select(SqlRun)
+    one_key = session.query(SqlTag).filter(SqlTag.key == "t").subquery()
+    assert search_distinct.is_needless_run_distinct(runs.outerjoin(one_key).distinct())
+    for statement in (
+        runs,  # not DISTINCT
+        sqlalchemy.select(SqlRun.experiment_id).distinct(),  # not whole runs
+        runs.join(SqlTag).distinct(),  # every tag of a run
+        runs.join(session.query(SqlTag).filter(SqlTag.value == "t").subquery()).distinct(),
+        runs.join(session.query(SqlTag).filter(SqlTag.key.like("t%")).subquery()).distinct(),
+        runs.join(session.query(SqlTag).join(SqlParam, SqlParam.run_uuid == SqlTag.run_uuid)
+                  .filter(SqlTag.key == "t").subquery()).distinct(),
+    ):
+        assert not search_distinct.is_needless_run_distinct(statement), str(statement)
