@@ -8,7 +8,8 @@ each worker held its own copy of those modules. uvicorn has no preload option (g
 starts, the modules the app factory needs are imported once before the first worker
 starts, the heap is frozen (gc.freeze: the collector then leaves those pages shared), and
 the workers are forked from that parent. Each worker still calls the app factory itself,
-so database engines and connections are made after the fork, never shared.
+so database engines and connections are made after the fork, never shared. boto3 is
+imported and its S3 model parsed here too (warm_s3_client_data), not its clients.
 
 Forking is safe only while the parent has a single thread: with another thread alive
 the workers are spawned as before and the reason is logged. Imported modules keep the
@@ -44,6 +45,8 @@ def preload_and_fork() -> None:
     try:
         for name in MODULES:
             importlib.import_module(name)
+        name = "boto3"
+        warm_s3_client_data()
     except Exception as e:  # each worker meets it again, and uvicorn reports it there
         _logger.warning("workers are spawned, not forked: importing %s failed (%s)", name, e)
         return
@@ -55,6 +58,17 @@ def preload_and_fork() -> None:
     gc.collect()
     gc.freeze()
     uvicorn._subprocess.spawn = multiprocessing.get_context("fork")
+
+
+def warm_s3_client_data() -> None:
+    """A process's first S3 client imports boto3 and parses S3's service model (~0.28 s
+    together): that was a worker's first artifact download's whole time to first byte.
+    A throwaway client here leaves both in the default boto3 session the workers inherit
+    (their own clients, made after the fork, then take ~0.02 s). It makes no request."""
+    import boto3
+
+    boto3.client("s3", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                 aws_access_key_id="unused", aws_secret_access_key="unused")
 
 
 def install() -> None:

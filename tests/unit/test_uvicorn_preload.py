@@ -14,6 +14,8 @@ from mlflow_stack import uvicorn_preload
 def spawn_context(monkeypatch):
     monkeypatch.setattr(uvicorn._subprocess, "spawn", multiprocessing.get_context("spawn"))
     monkeypatch.setattr(uvicorn_preload, "MODULES", ("json",))
+    # boto3 is the server image's, not the test client's (tests/e2e/test_07 checks it there).
+    monkeypatch.setattr(uvicorn_preload, "warm_s3_client_data", lambda: None)
     yield
     gc.unfreeze()
 
@@ -38,6 +40,16 @@ def test_a_parent_with_another_thread_keeps_spawning(spawn_context, caplog):
     assert "some-thread" in caplog.text
 
 
+def test_a_failed_warm_up_keeps_spawning(spawn_context, monkeypatch, caplog):
+    def fail():
+        raise ImportError("no boto3 here")
+
+    monkeypatch.setattr(uvicorn_preload, "warm_s3_client_data", fail)
+    uvicorn_preload.preload_and_fork()
+    assert uvicorn._subprocess.spawn.get_start_method() == "spawn"
+    assert "no boto3 here" in caplog.text
+
+
 def test_a_failed_import_keeps_spawning(spawn_context, monkeypatch, caplog):
     monkeypatch.setattr(uvicorn_preload, "MODULES", ("no_such_module_here",))
     uvicorn_preload.preload_and_fork()
@@ -50,3 +62,4 @@ def test_the_supervisor_still_starts_workers_where_the_patch_hooks_in():
 
     assert callable(Multiprocess.init_processes)
     assert hasattr(uvicorn._subprocess, "spawn")
+
