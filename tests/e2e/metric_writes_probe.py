@@ -97,7 +97,9 @@ def write(store, experiment_id, name, batches, log):
 def main():
     uri, pgpassfile = server_database()
     os.environ["PGPASSFILE"] = pgpassfile
-    store = SqlAlchemyStore(uri, "s3://unused")
+    # The server's own artifact root (it serves artifacts), so that scripts/gc treats the
+    # probe's deleted run like any other.
+    store = SqlAlchemyStore(uri, "mlflow-artifacts:/")
     assert store._get_dialect() == "postgresql"
     mlflows_own = SqlAlchemyStore._log_metrics_once
     experiment_id = store.create_experiment(f"metric-writes-probe-{time.time_ns()}")
