@@ -42,8 +42,9 @@ def create_app():
         logging.getLogger(__name__).warning(
             "the tracking store is not MLflow's SQLAlchemy store: permission checks load "
             "whole runs (mlflow_stack/auth_lookups.py)")
-    from mlflow_stack import metric_writes, search_distinct
+    from mlflow_stack import eager_loading, metric_writes, search_distinct
 
+    eager_loading.install()
     if not metric_writes.install():
         logging.getLogger(__name__).warning(
             "MLflow's SQLAlchemy store changed: metric batches are written through the ORM "
