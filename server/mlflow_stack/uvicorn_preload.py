@@ -9,7 +9,8 @@ starts, the modules the app factory needs are imported once before the first wor
 starts, the heap is frozen (gc.freeze: the collector then leaves those pages shared), and
 the workers are forked from that parent. Each worker still calls the app factory itself,
 so database engines and connections are made after the fork, never shared. boto3 is
-imported and its S3 model parsed here too (warm_s3_client_data), not its clients.
+imported and its S3 model parsed here too (warm_s3_client_data), not its clients; when
+that fails, the reason is logged and the workers are forked all the same.
 
 Forking is safe only while the parent has a single thread: with another thread alive
 the workers are spawned as before and the reason is logged. Imported modules keep the
@@ -45,11 +46,14 @@ def preload_and_fork() -> None:
     try:
         for name in MODULES:
             importlib.import_module(name)
-        name = "boto3"
-        warm_s3_client_data()
     except Exception as e:  # each worker meets it again, and uvicorn reports it there
         _logger.warning("workers are spawned, not forked: importing %s failed (%s)", name, e)
         return
+    try:
+        warm_s3_client_data()
+    except Exception as e:  # optional: each worker makes its S3 client on first use
+        _logger.warning("S3's client data is not preloaded (%s): each worker's first "
+                        "artifact request will load it (mlflow_stack/uvicorn_preload.py)", e)
     threads = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if threads:
         _logger.warning("workers are spawned, not forked: the parent runs threads %s "
