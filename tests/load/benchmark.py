@@ -337,8 +337,10 @@ print(json.dumps(out))
 """
 
 
-def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> float:
-    """Seconds until the experiment's runs table shows its newest run in Debian's chromium."""
+def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> tuple[float, float]:
+    """Seconds until the experiment's runs table shows its newest run in Debian's chromium:
+    the browser's first visit to that page (the UI's shell cached, the runs page's own
+    scripts not), and the median of three later visits (what a team member sees all day)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -348,12 +350,15 @@ def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> float:
             credentials = dict(zip(("username", "password"), target.auth)) if target.auth else None
             page = browser.new_context(http_credentials=credentials,
                                        viewport={"width": 1400, "height": 900}).new_page()
-            page.goto(target.url + "/#/experiments")  # warm: the UI's scripts are cached
-            page.get_by_role("heading", name="Experiments").wait_for(timeout=60_000)
-            start = time.perf_counter()
-            page.goto(f"{target.url}/#/experiments/{experiment_id}/runs")
-            page.get_by_text(f"run-{runs}", exact=True).first.wait_for(timeout=60_000)
-            return time.perf_counter() - start
+            visits = []
+            for _ in range(4):
+                page.goto(target.url + "/#/experiments")  # the UI's shell, cached after once
+                page.get_by_role("heading", name="Experiments").wait_for(timeout=60_000)
+                start = time.perf_counter()
+                page.goto(f"{target.url}/#/experiments/{experiment_id}/runs")
+                page.get_by_text(f"run-{runs}", exact=True).first.wait_for(timeout=60_000)
+                visits.append(time.perf_counter() - start)
+            return visits[0], statistics.median(visits[1:])
         finally:
             browser.close()
 
@@ -484,8 +489,9 @@ def run(args) -> str:
                 page = {t.name: runs_page_seconds(t, searches[t.name][0], size["runs"])
                         for t in (ours, anchor)}
                 table.add(f"runs page of a {size['runs']}-run experiment in chromium, to the "
-                          "newest run shown", ours=f"{page['ours']:.2f} s",
-                          anchor=f"{page['anchor']:.2f} s")
+                          "newest run shown: first visit / later visits (median of 3)",
+                          ours="{:.2f} s / {:.2f} s".format(*page["ours"]),
+                          anchor="{:.2f} s / {:.2f} s".format(*page["anchor"]))
 
             subprocess.run(["docker", "rm", "-f", anchor_name], capture_output=True)
             anchor_name = None
