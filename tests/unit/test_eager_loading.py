@@ -10,6 +10,8 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingSt
 
 from mlflow_stack import eager_loading
 
+from .executed_statements import executed_statements
+
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
@@ -64,17 +66,9 @@ def _answers(tracking, registry):
 
 
 def _statements(engine, action):
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(" ".join(statement.split()))
-
-    sqlalchemy.event.listen(engine, "before_cursor_execute", record)
-    try:
+    with executed_statements(engine) as statements:
         action()
-    finally:
-        sqlalchemy.event.remove(engine, "before_cursor_execute", record)
-    return statements
+    return [" ".join(statement.split()) for statement in statements]
 
 
 def test_every_answer_is_unchanged(stores):

@@ -10,6 +10,8 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_stack import search_distinct
 
+from .executed_statements import executed_statements
+
 SEARCHES = [
     ("", None),
     ("", ["metrics.m DESC"]),
@@ -50,18 +52,10 @@ def store(tmp_path_factory):
 
 
 def _search(store, filter_string, order_by):
-    statements = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if "FROM runs" in statement and "LIMIT" in statement:
-            statements.append(statement)
-
-    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
-    try:
+    with executed_statements(store.engine) as executed:
         runs = store.search_runs([store.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
                                  max_results=4, order_by=order_by)
-    finally:
-        sqlalchemy.event.remove(store.engine, "before_cursor_execute", record)
+    statements = [s for s in executed if "FROM runs" in s and "LIMIT" in s]
     assert len(statements) == 1, statements
     distinct = statements[0].lstrip().startswith("SELECT DISTINCT")
     metrics = [r.data.metrics.get("m") for r in runs]
