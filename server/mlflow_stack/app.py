@@ -1,7 +1,8 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
 failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
-leaner permission lookups (auth_lookups.py), metric batches written in two statements
-(metric_writes.py) and run searches without a needless DISTINCT (search_distinct.py).
+leaner permission lookups (auth_lookups.py), tags loaded with SQLAlchemy's selectin loader
+(eager_loading.py), metric batches written in two statements (metric_writes.py) and run
+searches without a needless DISTINCT (search_distinct.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for

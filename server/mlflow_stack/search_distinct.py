@@ -13,9 +13,9 @@ same statement without DISTINCT took 89 ms (a top-N heapsort keeping 101 rows).
 This removes DISTINCT from run searches whose every table other than `runs` is read in a
 subquery of one of those three tables that keeps one key, and leaves every other statement
 as MLflow built it. The fix belongs in MLflow (DISTINCT only when a dataset filter is
-joined); no upstream issue for it was found. tests/unit/test_search_distinct.py runs MLflow's own store to check that results are
-unchanged, that a dataset filter keeps DISTINCT, and fails when MLflow stops adding it
-(then this module can go).
+joined); no upstream issue for it was found. tests/unit/test_search_distinct.py runs
+MLflow's own store to check that results are unchanged, that a dataset filter keeps
+DISTINCT, and fails when MLflow stops adding it (then this module can go).
 """
 
 import sqlalchemy

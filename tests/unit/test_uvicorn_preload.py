@@ -63,4 +63,3 @@ def test_the_supervisor_still_starts_workers_where_the_patch_hooks_in():
 
     assert callable(Multiprocess.init_processes)
     assert hasattr(uvicorn._subprocess, "spawn")
-
