@@ -1,8 +1,9 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
 failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
 leaner permission lookups (auth_lookups.py), tags loaded with SQLAlchemy's selectin loader
-(eager_loading.py), metric batches written in two statements (metric_writes.py) and run
-searches without a needless DISTINCT (search_distinct.py).
+(eager_loading.py), metric batches written in two statements (metric_writes.py), run
+searches without a needless DISTINCT (search_distinct.py) and the UI's files sent
+gzip-compressed (compressed_static.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for
@@ -51,6 +52,11 @@ def create_app():
             "MLflow's SQLAlchemy store changed: metric batches are written through the ORM "
             "(mlflow_stack/metric_writes.py)")
     search_distinct.install()
+    from mlflow.server import app as flask_app
+
+    from mlflow_stack import compressed_static
+
+    compressed_static.install(flask_app)
     if hasattr(app, "add_middleware"):
         from mlflow_stack import metrics
         from mlflow_stack.login_limit import LoginLimitMiddleware, from_env

@@ -6,6 +6,7 @@ to the folder STACK_SCREENSHOT_DIR names: `STACK_SCREENSHOT_DIR=docs/screenshots
 scripts/test tests/e2e/test_70_browser.py` regenerates the pictures the README shows.
 """
 
+import gzip
 import os
 import re
 import tempfile
@@ -126,6 +127,48 @@ def test_ui_asks_for_a_login_and_lists_experiments(stack, admin, as_user, browse
     expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
     expect(page.get_by_role("button", name=re.compile(r"\badmin\b"))).to_be_visible()
     screenshot(page, "experiments")
+
+
+def test_ui_files_arrive_gzip_compressed(stack, admin, browser):
+    """A browser's first visit gets MLflow's UI gzip-compressed (compressed_static.py), and
+    the UI works from it; a client that does not accept gzip gets the same bytes plain."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(
+        http_credentials={"username": admin[0], "password": admin[1]}, viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        files = []
+        page.on("response", lambda r: files.append(r) if "/static-files/" in r.url
+                and r.url.endswith((".js", ".css")) else None)
+        page.goto(stack.url + "/#/experiments")
+        expect(page.get_by_role("heading", name="Experiments")).to_be_visible(timeout=TIMEOUT_MS)
+        sizes = [(r.url, r.all_headers().get("content-encoding"), len(r.body()),
+                  r.request.sizes()["responseBodySize"]) for r in list(files)]
+    finally:
+        context.close()
+    main = [url for url, *_ in sizes if re.search(r"/static/js/main\.\w+\.js$", url)]
+    assert len(main) == 1, sizes
+    uncompressed = [(url, encoding) for url, encoding, size, _ in sizes
+                    if size >= 1024 and encoding != "gzip"]
+    assert not uncompressed, f"sent uncompressed: {uncompressed}"
+    decoded = sum(size for _, _, size, _ in sizes)
+    received = sum(encoded for *_, encoded in sizes)
+    assert received < 0.4 * decoded, (received, decoded)
+
+    # Static files stay public, as MLflow has them: no login needed, none checked.
+    packed = requests.get(main[0], headers={"Accept-Encoding": "gzip"}, stream=True, timeout=30)
+    packed_bytes = packed.raw.read(decode_content=False)
+    plain = requests.get(main[0], headers={"Accept-Encoding": "identity"}, timeout=30)
+    assert (packed.status_code, plain.status_code) == (200, 200)
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    assert gzip.decompress(packed_bytes) == plain.content
+    assert len(packed_bytes) < 0.4 * len(plain.content)
+    for header in ("Content-Type", "Cache-Control"):
+        assert packed.headers[header] == plain.headers[header], header
+    for response in (packed, plain):
+        assert "accept-encoding" in response.headers["Vary"].lower()
 
 
 def test_run_page_shows_params_metric_chart_and_artifacts(stack, admin, as_user, open_ui):
