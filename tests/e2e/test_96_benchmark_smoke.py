@@ -13,6 +13,7 @@ ROWS = (
     "log_batch x 10 points",
     "artifact upload", "artifact download", "download time to first byte",
     "memory growth", "default order", "ordered by a metric", "runs page",
+    "first visit with an empty cache over an emulated",
     "docker compose up -d to mlflow healthy",
 )
 
@@ -34,6 +35,7 @@ def test_benchmark_runs_end_to_end_at_tiny_size(stack, tmp_path):
     assert re.search(r"p50 ours/anchor \d+\.\d\dx", text), text
     assert re.search(r"req/s \d+\.\d\dx", text), text
     assert re.search(r"ours/mc \d+\.\d\dx", text), text
+    assert re.search(r"MB \d+\.\d\dx", text), text
     assert "errors" not in text, text
     leftovers = subprocess.run(["docker", "ps", "-a", "-q", "--filter",
                                 f"label=com.docker.compose.project={stack.project}bench"],

@@ -11,13 +11,15 @@ with our uvicorn shim switched off. Then it measures, on this machine, in this r
 3. artifact upload/download with the default MLflow client, time to first byte, the
    mlflow container's memory peak, against `mc cp` inside the MinIO container;
 4. `docker compose down` + `up -d` with existing volumes (and the first start) to healthy;
-5. search_runs over many seeded runs, and the experiment's runs page in a browser.
+5. search_runs over many seeded runs, and the experiment's runs page in a browser (also
+   a first visit over an emulated office link, where the UI's size counts).
 
 It prints one table with ratios and writes it to --output. The copy is removed at the end.
 Every request goes to 127.0.0.1 or to containers of the copy; every loop is bounded.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -337,10 +339,9 @@ print(json.dumps(out))
 """
 
 
-def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> tuple[float, float]:
-    """Seconds until the experiment's runs table shows its newest run in Debian's chromium:
-    the browser's first visit to that page (the UI's shell cached, the runs page's own
-    scripts not), and the median of three later visits (what a team member sees all day)."""
+@contextlib.contextmanager
+def browser_page(target: Target):
+    """A page of a new context (an empty cache) of Debian's chromium, logged in to target."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -348,19 +349,48 @@ def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> tuple[fl
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
             credentials = dict(zip(("username", "password"), target.auth)) if target.auth else None
-            page = browser.new_context(http_credentials=credentials,
-                                       viewport={"width": 1400, "height": 900}).new_page()
-            visits = []
-            for _ in range(4):
-                page.goto(target.url + "/#/experiments")  # the UI's shell, cached after once
-                page.get_by_role("heading", name="Experiments").wait_for(timeout=60_000)
-                start = time.perf_counter()
-                page.goto(f"{target.url}/#/experiments/{experiment_id}/runs")
-                page.get_by_text(f"run-{runs}", exact=True).first.wait_for(timeout=60_000)
-                visits.append(time.perf_counter() - start)
-            return visits[0], statistics.median(visits[1:])
+            yield browser.new_context(http_credentials=credentials,
+                                      viewport={"width": 1400, "height": 900}).new_page()
         finally:
             browser.close()
+
+
+def runs_page_seconds(target: Target, experiment_id: str, runs: int) -> tuple[float, float]:
+    """Seconds until the experiment's runs table shows its newest run in Debian's chromium:
+    the browser's first visit to that page (the UI's shell cached, the runs page's own
+    scripts not), and the median of three later visits (what a team member sees all day)."""
+    with browser_page(target) as page:
+        visits = []
+        for _ in range(4):
+            page.goto(target.url + "/#/experiments")  # the UI's shell, cached after once
+            page.get_by_role("heading", name="Experiments").wait_for(timeout=60_000)
+            start = time.perf_counter()
+            page.goto(f"{target.url}/#/experiments/{experiment_id}/runs")
+            page.get_by_text(f"run-{runs}", exact=True).first.wait_for(timeout=60_000)
+            visits.append(time.perf_counter() - start)
+        return visits[0], statistics.median(visits[1:])
+
+
+LINK_MBIT, LINK_RTT_MS = 50, 10  # an office network or a VPN, emulated by chromium
+
+
+def runs_page_over_link(target: Target, experiment_id: str, runs: int) -> tuple[float, float]:
+    """A team member's very first visit (an empty cache) from a laptop on a LINK_MBIT Mbit/s
+    link, emulated by chromium. Returns (seconds until the runs table shows the newest run,
+    MB received including headers)."""
+    with browser_page(target) as page:
+        cdp = page.context.new_cdp_session(page)
+        received = []
+        cdp.on("Network.loadingFinished", lambda e: received.append(e["encodedDataLength"]))
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": LINK_RTT_MS,
+            "downloadThroughput": LINK_MBIT * 1e6 / 8, "uploadThroughput": LINK_MBIT * 1e6 / 8,
+        })
+        start = time.perf_counter()
+        page.goto(f"{target.url}/#/experiments/{experiment_id}/runs")
+        page.get_by_text(f"run-{runs}", exact=True).first.wait_for(timeout=120_000)
+        return time.perf_counter() - start, sum(received) / 1e6
 
 
 # The run ------------------------------------------------------------------------------------
@@ -492,6 +522,14 @@ def run(args) -> str:
                           "newest run shown: first visit / later visits (median of 3)",
                           ours="{:.2f} s / {:.2f} s".format(*page["ours"]),
                           anchor="{:.2f} s / {:.2f} s".format(*page["anchor"]))
+                link = {t.name: runs_page_over_link(t, searches[t.name][0], size["runs"])
+                        for t in (ours, anchor)}
+                table.add(f"same page, first visit with an empty cache over an emulated "
+                          f"{LINK_MBIT} Mbit/s, {LINK_RTT_MS} ms link: seconds (MB received)",
+                          ours="{:.2f} s ({:.1f} MB)".format(*link["ours"]),
+                          anchor="{:.2f} s ({:.1f} MB)".format(*link["anchor"]),
+                          ratio=f"s ours/anchor {ratio(link['ours'][0], link['anchor'][0])}, "
+                                f"MB {ratio(link['ours'][1], link['anchor'][1])}")
 
             subprocess.run(["docker", "rm", "-f", anchor_name], capture_output=True)
             anchor_name = None
