@@ -2,7 +2,8 @@
 
 MLflow serves its UI (26 MB; main.js alone is 4.4 MB) uncompressed, and nothing in front
 of it compresses: a browser's first visit to a runs page received 8.7 MB, 1.4 s of
-transfer alone at 50 Mbit/s, more over a VPN (docs/performance.md).
+transfer alone at 50 Mbit/s, more over a VPN (docs/performance.md). Upstream the request
+was closed with a CDN as the answer (mlflow/mlflow#4040; for API responses, #1936).
 
 Run as a script, as the image does at build time, this writes ``<file>.gz`` beside each
 text file of MLflow's UI in this environment (26.1 MB to 7.2 MB). Imported, ``install``
