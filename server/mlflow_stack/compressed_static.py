@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def compress_folder(folder: Path) -> tuple[int, int, int]:
     """Write ``<file>.gz`` beside each compressible file of ``folder`` that it shrinks enough.
-    Deterministic (no time or name in the gzip header), so rebuilt images are identical.
+    Deterministic (no time or name in the gzip header): a rebuild writes the same bytes.
     Returns (files compressed, bytes before, bytes after)."""
     count = before = after = 0
     for path in sorted(folder.rglob("*")):

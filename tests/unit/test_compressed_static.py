@@ -36,7 +36,7 @@ def test_compress_folder_writes_gz_only_where_it_saves(ui_folder):
     assert compressed_static.compressed_files(str(ui_folder)) == {"static/js/main.abc123.js"}
 
 
-def test_compress_folder_is_deterministic(ui_folder, tmp_path):
+def test_compress_folder_is_deterministic(ui_folder):
     gz = ui_folder / "static" / "js" / "main.abc123.js.gz"
     compressed_static.compress_folder(ui_folder)
     first = gz.read_bytes()
