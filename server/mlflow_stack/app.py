@@ -1,6 +1,7 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
 failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
-leaner permission lookups (auth_lookups.py), tags loaded with SQLAlchemy's selectin loader
+leaner permission lookups (auth_lookups.py), model-link redaction run only when it could
+change a response (model_link_redaction.py), tags loaded with SQLAlchemy's selectin loader
 (eager_loading.py), metric batches written in two statements (metric_writes.py), run
 searches without a needless DISTINCT (search_distinct.py) and the UI's files sent
 gzip-compressed (compressed_static.py).
@@ -44,8 +45,9 @@ def create_app():
         logging.getLogger(__name__).warning(
             "the tracking store is not MLflow's SQLAlchemy store: permission checks load "
             "whole runs (mlflow_stack/auth_lookups.py)")
-    from mlflow_stack import eager_loading, metric_writes, search_distinct
+    from mlflow_stack import eager_loading, metric_writes, model_link_redaction, search_distinct
 
+    model_link_redaction.install()
     eager_loading.install()
     if not metric_writes.install():
         logging.getLogger(__name__).warning(

@@ -12,7 +12,8 @@ ROWS = (
     "trivial authenticated GET, new connection per call",
     "log_batch x 10 points",
     "artifact upload", "artifact download", "download time to first byte",
-    "memory growth", "default order", "ordered by a metric", "runs page",
+    "memory growth", "default order", "ordered by a metric",
+    "default order as a team member", "ordered by a metric as a team member", "runs page",
     "first visit with an empty cache over an emulated",
     "docker compose up -d to mlflow healthy",
 )
