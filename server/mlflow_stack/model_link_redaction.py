@@ -10,7 +10,7 @@ whether anything names a logged model and whether the reader is denied logged mo
 when either answer is no, the response is left as it was. With MLflow's default READ
 permission the answer is always no, yet the parse ran on every response: 51 ms of CPU
 for a page of 100 runs (10 params, 10 metrics, 5 tags each) in the mlflow container,
-and a team member's 100-run search took ~80 ms longer than the admin's.
+and a team member's 100-run search took 56-80 ms longer than the admin's at p50.
 
 Here each of those redactors runs only when it could change the response: when something
 in it names a logged model (first its bytes, then, if they hold a candidate field, its
