@@ -33,6 +33,8 @@ import logging
 LINK_FIELDS = frozenset({"model_inputs", "modelInputs", "model_outputs", "modelOutputs",
                          "model_id", "modelId"})
 _LINK_BYTES = tuple(name.encode() for name in LINK_FIELDS)
+# MLflow's after-request handlers, by (path, method): exact paths, then path patterns.
+TABLES = ("AFTER_REQUEST_HANDLERS", "PARAMETERIZED_AFTER_REQUEST_HANDLERS")
 REDACTORS = ("redact_get_run_model_links", "redact_search_runs_model_links",
              "redact_metric_history_model_ids")
 _MARK = "_mlflow_stack_link_precheck"
@@ -92,38 +94,37 @@ def precheck(redactor, auth):
 
 def install() -> int:
     """Wrap MLflow's three redactors wherever its after-request tables hold them; returns
-    how many table entries were wrapped (0: MLflow changed, left as it is)."""
+    how many table entries were wrapped (0: already wrapped, or MLflow changed)."""
     from mlflow.server import auth
 
     needed = ("sender_is_admin", "authenticate_request", "_denied_sibling_tiers",
-              "RESOURCE_TYPE_LOGGED_MODEL", "AFTER_REQUEST_HANDLERS",
-              "PARAMETERIZED_AFTER_REQUEST_HANDLERS", *REDACTORS)
-    wrapped = 0
-    if all(hasattr(auth, name) for name in needed):
-        originals = {getattr(auth, name) for name in REDACTORS}
-        for table in (auth.AFTER_REQUEST_HANDLERS, auth.PARAMETERIZED_AFTER_REQUEST_HANDLERS):
-            for key, handler in table.items():
-                if handler in originals:
-                    table[key] = precheck(handler, auth)
-                    wrapped += 1
-    if not wrapped and not _installed(auth):
+              "RESOURCE_TYPE_LOGGED_MODEL", *TABLES, *REDACTORS)
+    present = all(hasattr(auth, name) for name in needed)
+    originals = {getattr(auth, name) for name in REDACTORS} if present else set()
+    wrapped = already = 0
+    for table in _tables(auth) if present else ():
+        for key, handler in table.items():
+            if handler in originals:
+                table[key] = precheck(handler, auth)
+                wrapped += 1
+            elif hasattr(handler, _MARK):
+                already += 1
+    if not (wrapped or already):
         logging.getLogger(__name__).warning(
             "MLflow's basic-auth app changed: its model-link redaction parses every response "
             "as before (mlflow_stack/model_link_redaction.py)")
     return wrapped
 
 
-def _installed(auth) -> bool:
-    tables = (getattr(auth, "AFTER_REQUEST_HANDLERS", {}),
-              getattr(auth, "PARAMETERIZED_AFTER_REQUEST_HANDLERS", {}))
-    return any(hasattr(handler, _MARK) for table in tables for handler in table.values())
-
-
 def uninstall() -> None:
     from mlflow.server import auth
 
-    for table in (auth.AFTER_REQUEST_HANDLERS, auth.PARAMETERIZED_AFTER_REQUEST_HANDLERS):
+    for table in _tables(auth):
         for key, handler in table.items():
             original = getattr(handler, _MARK, None)
             if original is not None:
                 table[key] = original
+
+
+def _tables(auth) -> list[dict]:
+    return [getattr(auth, name) for name in TABLES]
