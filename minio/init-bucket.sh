@@ -19,11 +19,14 @@ secret() {
 access_key="$(secret s3_access_key)"
 
 deadline=$((SECONDS + timeout))
-# Each check bounded: a connection to an address the name no longer has (a recreated
-# Service while DNS still answers the old one) would otherwise hang the job.
-until timeout 10 mc-root.sh ready stack >/dev/null 2>&1; do
+# Compose starts this job with MinIO, and mlflow waits for it: ask often. curl, not
+# `mc ready`: mc retries a refused connection for ~5 s before it answers. The endpoint is
+# the one `mc ready` asks (write quorum). Each check bounded: a connection to an address
+# the name no longer has (a recreated Service while DNS still answers the old one) would
+# otherwise hang the job.
+until curl -fsS -o /dev/null --max-time 5 "$MINIO_ENDPOINT/minio/health/cluster" 2>/dev/null; do
   [ "$SECONDS" -lt "$deadline" ] || die "MinIO at $MINIO_ENDPOINT did not become ready within ${timeout}s; see docker compose logs minio"
-  sleep 1
+  sleep 0.2
 done
 
 mc-root.sh mb --ignore-existing "stack/$bucket"
@@ -50,7 +53,9 @@ rm -f "$policy_file"
 # (mc prompts for it when only the access key is given) to stay out of argv.
 secret s3_secret_key | mc-root.sh admin user add stack "$access_key" >/dev/null \
   || die "could not create or update MinIO user '$access_key'"
-mc-root.sh admin policy attach stack "$policy" --user "$access_key" >/dev/null 2>&1 || true
-mc-root.sh admin policy entities stack --user "$access_key" --json | grep -q "\"$policy\"" \
+# MinIO accepts attaching a policy that is already attached, so the listing that would
+# confirm it (another ~0.3 s call, and mlflow waits for this job) runs only when it fails.
+mc-root.sh admin policy attach stack "$policy" --user "$access_key" >/dev/null 2>&1 \
+  || mc-root.sh admin policy entities stack --user "$access_key" --json | grep -q "\"$policy\"" \
   || die "policy '$policy' is not attached to user '$access_key'"
 echo "minio-init: bucket '$bucket' and service user '$access_key' (policy $policy) are ready"

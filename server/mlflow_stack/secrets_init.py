@@ -25,6 +25,8 @@ SERVICE_UIDS = {"postgres": 999, "minio": 1000, "mlflow": 1001, "models": 1002}
 MIN_PASSWORD_LENGTH = 12
 # Characters that need no quoting in a URL's user info, a pgpass line or an ini value.
 SAFE_CHARACTERS = re.compile(r"[A-Za-z0-9._~!*+=-]+")
+# MLflow's _LEGACY_DEFAULT_ADMIN_PASSWORD (mlflow/server/auth/__init__.py).
+LEGACY_MLFLOW_ADMIN_PASSWORD = "password1234"  # noqa: S105 - refused, never used
 
 
 def _password() -> str:
@@ -45,6 +47,8 @@ class Secret:
     # Keep the values this one replaced (file <name>.previous, newest first), so the server
     # can re-encrypt what the old value protects (encryption_keys.py).
     keep_previous: bool = False
+    # Values that pass the checks above but must not be used.
+    refused: frozenset[str] = frozenset()
 
     def validate(self, value: str, where: str = "") -> None:
         """where: how the operator set it, for the message (default: the .env line)."""
@@ -63,6 +67,12 @@ class Secret:
                 f"{where} may contain only letters, digits and . _ ~ ! * + = - "
                 "(it is used in URLs and config files); change it, or remove the line to "
                 "have one generated."
+            )
+        if value in self.refused:
+            raise StackError(
+                f"{where} is the admin password older MLflow versions shipped as their default "
+                "(GHSA-gq3w-7jj3-x7gr), and MLflow refuses admin logins with it; set another, "
+                "or remove the line to have a strong one generated."
             )
 
 
@@ -108,7 +118,8 @@ SECRETS = (
     Secret("s3_access_key", "MLFLOW_S3_ACCESS_KEY", readers=("minio", "mlflow"),
            generate=lambda: "mlflow-" + secrets.token_hex(6), min_length=3),
     Secret("s3_secret_key", "MLFLOW_S3_SECRET_KEY", readers=("minio", "mlflow")),
-    Secret("admin_password", "MLFLOW_ADMIN_PASSWORD", readers=("mlflow",)),
+    Secret("admin_password", "MLFLOW_ADMIN_PASSWORD", readers=("mlflow",),
+           refused=frozenset({LEGACY_MLFLOW_ADMIN_PASSWORD})),
     # The models job's own non-admin MLflow account (created by the server on start).
     Secret("models_password", "MLFLOW_MODELS_PASSWORD", readers=("mlflow", "models")),
     Secret("flask_secret_key", "MLFLOW_FLASK_SECRET_KEY", readers=("mlflow",),

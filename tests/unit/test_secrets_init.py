@@ -60,6 +60,17 @@ def test_short_operator_password_fails_and_writes_nothing(tmp_path):
     assert _files(tmp_path) == {}
 
 
+def test_mlflows_old_default_admin_password_is_refused(tmp_path):
+    from mlflow.server.auth import _LEGACY_DEFAULT_ADMIN_PASSWORD
+
+    with pytest.raises(StackError) as e:
+        ensure_secrets(tmp_path, {"MLFLOW_ADMIN_PASSWORD": _LEGACY_DEFAULT_ADMIN_PASSWORD}, UIDS)
+    assert "MLFLOW_ADMIN_PASSWORD in .env is the admin password older MLflow" in str(e.value)
+    assert _files(tmp_path) == {}
+    # Only the admin's: another account may have any password MLflow accepts.
+    ensure_secrets(tmp_path, {"MLFLOW_MODELS_PASSWORD": _LEGACY_DEFAULT_ADMIN_PASSWORD}, UIDS)
+
+
 def test_unsafe_characters_are_refused_with_the_allowed_set(tmp_path):
     with pytest.raises(StackError, match="may contain only letters, digits"):
         ensure_secrets(tmp_path, {"MINIO_ROOT_PASSWORD": "has:colon@and/slash"}, UIDS)
