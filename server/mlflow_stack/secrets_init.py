@@ -47,8 +47,8 @@ class Secret:
     # Keep the values this one replaced (file <name>.previous, newest first), so the server
     # can re-encrypt what the old value protects (encryption_keys.py).
     keep_previous: bool = False
-    # Values that pass the checks above but must not be used.
-    refused: frozenset[str] = frozenset()
+    # Refuse MLflow's old default admin password (MLflow refuses admin logins with it).
+    refuse_mlflow_default: bool = False
 
     def validate(self, value: str, where: str = "") -> None:
         """where: how the operator set it, for the message (default: the .env line)."""
@@ -68,7 +68,7 @@ class Secret:
                 "(it is used in URLs and config files); change it, or remove the line to "
                 "have one generated."
             )
-        if value in self.refused:
+        if self.refuse_mlflow_default and value == LEGACY_MLFLOW_ADMIN_PASSWORD:
             raise StackError(
                 f"{where} is the admin password older MLflow versions shipped as their default "
                 "(GHSA-gq3w-7jj3-x7gr), and MLflow refuses admin logins with it; set another, "
@@ -119,7 +119,7 @@ SECRETS = (
            generate=lambda: "mlflow-" + secrets.token_hex(6), min_length=3),
     Secret("s3_secret_key", "MLFLOW_S3_SECRET_KEY", readers=("minio", "mlflow")),
     Secret("admin_password", "MLFLOW_ADMIN_PASSWORD", readers=("mlflow",),
-           refused=frozenset({LEGACY_MLFLOW_ADMIN_PASSWORD})),
+           refuse_mlflow_default=True),
     # The models job's own non-admin MLflow account (created by the server on start).
     Secret("models_password", "MLFLOW_MODELS_PASSWORD", readers=("mlflow", "models")),
     Secret("flask_secret_key", "MLFLOW_FLASK_SECRET_KEY", readers=("mlflow",),
