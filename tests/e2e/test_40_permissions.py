@@ -18,13 +18,16 @@ def user_script(stack, *args, input=None):
     )
 
 
-@pytest.fixture(scope="module")
-def alice(stack):
-    name = f"alice{time.time_ns() % 10**8}"
+def new_user(stack, name: str) -> tuple[str, str]:
+    """Adds a user with `scripts/user add`; returns its name and the password it printed."""
     result = user_script(stack, "add", name)
     assert result.returncode == 0, result.stderr
-    password = result.stdout.split("password: ")[1].strip()
-    return name, password
+    return name, result.stdout.split("password: ")[1].strip()
+
+
+@pytest.fixture(scope="module")
+def alice(stack):
+    return new_user(stack, f"alice{time.time_ns() % 10**8}")
 
 
 def test_user_script_lists_the_new_user(stack, alice):

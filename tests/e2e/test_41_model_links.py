@@ -9,14 +9,7 @@ import requests
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput, Metric, Param
 
-from .test_40_permissions import user_script
-
-
-def new_user(stack, prefix):
-    name = f"{prefix}{time.time_ns() % 10**8}"
-    result = user_script(stack, "add", name)
-    assert result.returncode == 0, result.stderr
-    return name, result.stdout.split("password: ")[1].strip()
+from .test_40_permissions import new_user
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,8 @@ def linked(stack, admin):
         client.log_batch(run_id, metrics=[Metric("loss", 0.5, 1, 0)], params=[Param("p", "1")])
     mp.undo()
 
-    reader, denied = new_user(stack, "reader"), new_user(stack, "nomodels")
+    reader = new_user(stack, f"reader{time.time_ns() % 10**8}")
+    denied = new_user(stack, f"nomodels{time.time_ns() % 10**8}")
 
     def call(path, body):
         r = requests.post(f"{stack.url}{path}", json=body, auth=admin, timeout=30)

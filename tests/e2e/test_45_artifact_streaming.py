@@ -13,7 +13,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from .test_40_permissions import user_script
+from .test_40_permissions import new_user, user_script
 
 DOWNLOAD_PREFIXES = ("/api/2.0/mlflow-artifacts/artifacts", "/ajax-api/2.0/mlflow-artifacts/artifacts")
 
@@ -75,10 +75,7 @@ def test_unsafe_path_is_refused(stack, admin):
 
 
 def test_user_without_read_cannot_download_through_any_path(stack, artifact):
-    name = f"nobody{time.time_ns() % 10**8}"
-    added = user_script(stack, "add", name)
-    assert added.returncode == 0, added.stderr
-    password = added.stdout.split("password: ")[1].strip()
+    name, password = new_user(stack, f"nobody{time.time_ns() % 10**8}")
     auth = (name, password)
     # Default permission READ: the new user can download, which shows the 403 below is the
     # permission check and not something else.

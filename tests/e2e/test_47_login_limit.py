@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from .test_25_tls_proxy import TLS, start_proxy
-from .test_40_permissions import user_script
+from .test_40_permissions import new_user
 
 LIMIT = 10  # docker-compose.yml's default MLFLOW_LOGIN_FAILURE_LIMIT
 PROTECTED = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -81,12 +81,6 @@ def statuses(results) -> dict[int, int]:
     for status, _ in results:
         counts[status] = counts.get(status, 0) + 1
     return counts
-
-
-def new_user(stack, name: str) -> tuple[str, str]:
-    result = user_script(stack, "add", name)
-    assert result.returncode == 0, result.stderr
-    return name, result.stdout.split("password: ")[1].strip()
 
 
 def mlflow_log(stack) -> str:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from .stack import REPO
-from .test_40_permissions import user_script
+from .test_40_permissions import new_user
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -290,10 +290,7 @@ def test_read_only_user_sees_the_experiment_but_cannot_rename_it(stack, admin, a
     from mlflow import MlflowClient
     from playwright.sync_api import expect
 
-    username = f"reader{time.time_ns() % 10**8}"
-    result = user_script(stack, "add", username)
-    assert result.returncode == 0, result.stderr
-    password = result.stdout.split("password: ")[1].strip()
+    username, password = new_user(stack, f"reader{time.time_ns() % 10**8}")
 
     as_user(*admin)
     name = f"shared-{suffix()}"

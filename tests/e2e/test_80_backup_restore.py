@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from .conftest import CLIENT_VARIABLES_TO_CLEAR
 from .stack import REPO, sha256_file
 from .test_30_model_registry import AddOne
-from .test_40_permissions import user_script
+from .test_40_permissions import new_user, user_script
 
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
@@ -67,10 +67,7 @@ def saved(stack, admin, tmp_path_factory):
         version = str(info.registered_model_version)
         client.set_registered_model_alias(model, "champion", version)
 
-    user = f"carol{time.time_ns() % 10**8}"
-    created = user_script(stack, "add", user)
-    assert created.returncode == 0, created.stderr
-    password = created.stdout.split("password: ")[1].strip()
+    user, password = new_user(stack, f"carol{time.time_ns() % 10**8}")
     granted = user_script(stack, "grant", user, "EDIT", "experiment", experiment)
     assert granted.returncode == 0, granted.stderr
 

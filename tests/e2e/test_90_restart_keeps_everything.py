@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from .test_10_auth_and_hosts import browser_write
 from .test_30_model_registry import AddOne
-from .test_40_permissions import user_script
+from .test_40_permissions import new_user
 
 
 def test_down_and_up_keeps_runs_artifacts_models_users_and_admin_password(
@@ -30,10 +30,7 @@ def test_down_and_up_keeps_runs_artifacts_models_users_and_admin_password(
         info = mlflow.pyfunc.log_model(name="m", python_model=AddOne(), registered_model_name=name,
                                        pip_requirements=["pandas"])
     client.set_registered_model_alias(name, "champion", str(info.registered_model_version))
-    user = f"bob{time.time_ns() % 10**8}"
-    created = user_script(stack, "add", user)
-    assert created.returncode == 0, created.stderr
-    user_password = created.stdout.split("password: ")[1].strip()
+    user, user_password = new_user(stack, f"bob{time.time_ns() % 10**8}")
 
     stack.down(volumes=False)
     # Also prove MLFLOW_ALLOWED_HOSTS: the restarted server accepts a public name.
