@@ -30,7 +30,6 @@ import contextlib
 import functools
 import os
 import posixpath
-import queue
 import re
 from collections.abc import AsyncIterable
 from mimetypes import guess_type
@@ -48,6 +47,8 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, StreamUploadMixin
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+
+from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, BlockPipe, UploadAborted, blocks_of
 
 # S3 error codes (HEAD requests carry only the HTTP status) that mean "bad request", not
 # "server broken".
@@ -137,68 +138,14 @@ def _s3_client(endpoint_url, addressing_style):
     )
 
 
-# Request bodies are handed to the S3 upload in blocks of this size, through a queue this
-# deep: per upload at most a few MiB wait here, plus the parts s3transfer has in flight.
-STREAM_BLOCK_BYTES = 1 << 20
-STREAM_QUEUE_BLOCKS = 8
-# A client that sends nothing for this long has gone; the upload is aborted.
-STREAM_IDLE_SECONDS = 600
+# s3transfer's part size is the pipe's block size, so each part is a block as it was put.
+@functools.cache
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
 
-
-class _UploadAborted(Exception):
-    """The S3 side of a streamed upload ended; its own error is the one to report."""
-
-
-class _BlockPipe:
-    """A file-like reader over blocks another thread puts in: the request body, read by
-    boto3's upload_fileobj. A failure on either side ends the other one."""
-
-    _EOF = object()
-
-    def __init__(self):
-        self._blocks: queue.Queue = queue.Queue(maxsize=STREAM_QUEUE_BLOCKS)
-        self._pending = memoryview(b"")
-        self._done = False
-        self._closed = False
-
-    # Writer side (the request handler).
-    def put(self, block) -> None:
-        while True:
-            if self._closed:
-                raise _UploadAborted()
-            try:
-                self._blocks.put(block, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self, error: BaseException | None = None) -> None:
-        self.put(error if error is not None else self._EOF)
-
-    # Reader side (s3transfer).
-    def read(self, size: int = -1) -> bytes:
-        out = bytearray()
-        while not self._done and (size < 0 or len(out) < size):
-            if not self._pending:
-                try:
-                    block = self._blocks.get(timeout=STREAM_IDLE_SECONDS)
-                except queue.Empty:
-                    raise MlflowException(
-                        f"no upload data for {STREAM_IDLE_SECONDS} s", error_code=INTERNAL_ERROR
-                    ) from None
-                if block is self._EOF:
-                    self._done = True
-                    break
-                if isinstance(block, BaseException):
-                    raise block
-                self._pending = memoryview(block)
-            take = len(self._pending) if size < 0 else min(size - len(out), len(self._pending))
-            out += self._pending[:take]
-            self._pending = self._pending[take:]
-        return bytes(out)
-
-    def close(self) -> None:
-        self._closed = True
+    return TransferConfig(
+        multipart_threshold=STREAM_BLOCK_BYTES, multipart_chunksize=STREAM_BLOCK_BYTES
+    )
 
 
 class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
@@ -242,7 +189,8 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
         extra_args.update(self._s3.get_s3_file_upload_extra_args() or {})
         with _request_errors(posixpath.join(artifact_path or "", name)):
             self._s3._get_s3_client().upload_fileobj(
-                Fileobj=stream, Bucket=bucket, Key=key, ExtraArgs=extra_args
+                Fileobj=stream, Bucket=bucket, Key=key, ExtraArgs=extra_args,
+                Config=_transfer_config(),
             )
 
     def log_artifact_from_stream(self, stream, artifact_file_name, artifact_path=None):
@@ -252,7 +200,7 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
         self, chunks: AsyncIterable[bytes], artifact_file_name: str,
         artifact_path: str | None = None,
     ) -> None:
-        pipe = _BlockPipe()
+        pipe = BlockPipe()
 
         def upload():
             try:
@@ -261,22 +209,17 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
                 pipe.close()
 
         uploading = asyncio.ensure_future(asyncio.to_thread(upload))
-        block = bytearray()
         try:
-            async for chunk in chunks:
-                block += chunk
-                if len(block) >= STREAM_BLOCK_BYTES:
-                    await asyncio.to_thread(pipe.put, bytes(block))
-                    block.clear()
-            if block:
-                await asyncio.to_thread(pipe.put, bytes(block))
+            async with contextlib.aclosing(blocks_of(chunks, STREAM_BLOCK_BYTES)) as blocks:
+                async for block in blocks:
+                    await asyncio.to_thread(pipe.put, block)
             await asyncio.to_thread(pipe.finish)
-        except _UploadAborted:
+        except UploadAborted:
             pass  # the upload failed first: its error is raised below
         except BaseException as e:
             # The client went away (or the server is stopping): make the upload fail, so
             # no object is completed from part of the body.
-            with contextlib.suppress(_UploadAborted):
+            with contextlib.suppress(UploadAborted):
                 await asyncio.to_thread(
                     pipe.finish, MlflowException(f"upload of {artifact_file_name!r} interrupted")
                 )
