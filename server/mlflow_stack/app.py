@@ -1,7 +1,8 @@
 """The server's app: MLflow's basic-auth app, with artifact downloads streamed from S3,
-failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py) and
-leaner permission lookups (auth_lookups.py), model-link redaction run only when it could
-change a response (model_link_redaction.py), tags loaded with SQLAlchemy's selectin loader
+failed logins limited (login_limit.py), requests counted for Prometheus (metrics.py),
+artifact uploads passed on in blocks of one S3 part (upload_body.py), leaner permission
+lookups (auth_lookups.py), model-link redaction run only when it could change a response
+(model_link_redaction.py), tags loaded with SQLAlchemy's selectin loader
 (eager_loading.py), metric batches written in two statements (metric_writes.py), run
 searches without a needless DISTINCT (search_distinct.py) and the UI's files sent
 gzip-compressed (compressed_static.py).
@@ -69,6 +70,9 @@ def create_app():
         app.add_middleware(LoginLimitMiddleware, limiter=from_env(),
                            trusted_networks=Settings.from_env(os.environ).trusted_proxies)
         metrics.install(app)
+        from mlflow_stack.upload_body import UploadBodyBlocks
+
+        app.add_middleware(UploadBodyBlocks)  # outside MLflow's middleware: see upload_body.py
     # FastAPI under uvicorn; under gunicorn MLflow returns its Flask app, left as it is.
     if hasattr(app, "router") and not _replace_download_routes(app.router):
         logging.getLogger(__name__).warning(
