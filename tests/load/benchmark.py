@@ -414,7 +414,9 @@ def start_anchor(stack: Stack) -> tuple[str, Target]:
     subprocess.run(
         ["docker", "run", "-d", "--name", name, "--network", f"{stack.project}_default",
          "-p", f"127.0.0.1:{port}:5000", "-v", f"{stack.project}_secrets-mlflow:/secrets/mlflow:ro",
-         "-e", "MLFLOW_STACK_UVICORN_NODELAY=0", "--entrypoint", "python", image,
+         # MLflow as pip installs it: uvicorn without httptools, parsing HTTP with h11.
+         "-e", "MLFLOW_STACK_UVICORN_NODELAY=0", "-e", "UVICORN_HTTP=h11",
+         "--entrypoint", "python", image,
          "-c", ANCHOR_START],
         check=True, capture_output=True, text=True)
     target = Target("anchor", f"http://127.0.0.1:{port}", None)
