@@ -8,10 +8,13 @@ task group and a task to receive it. A py-spy profile of a worker during 1 GiB u
 upload's pieces into blocks of exactly one S3 part (upload_stream.STREAM_BLOCK_BYTES), so
 MLflow's layers see ~128 times fewer messages, and the upload hands each block to
 s3transfer as it is (upload_stream.py). Headers, paths and permission checks are
-untouched; a client that goes away mid-block is passed on at once as a disconnect.
+untouched; a client that goes away mid-block is passed on at once as a disconnect, and a
+slow client's block goes on short after STREAM_FLUSH_SECONDS rather than waiting for 8 MiB.
 """
 
-from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES
+import time
+
+from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, STREAM_FLUSH_SECONDS
 
 # MLflow's artifact upload route (mlflow/server/artifact_router.py), under /api and /ajax-api.
 UPLOAD_PATH_PART = "/2.0/mlflow-artifacts/artifacts/"
@@ -30,8 +33,9 @@ class UploadBodyBlocks:
 
 
 def in_blocks(receive, size: int):
-    """An ASGI receive that returns the body as blocks of exactly ``size`` bytes (the last
-    one shorter), each joined once from the pieces ``receive`` returns."""
+    """An ASGI receive that returns the body as blocks of exactly ``size`` bytes, each
+    joined once from the pieces ``receive`` returns; shorter at the end, and when a slow
+    client's block has gathered for STREAM_FLUSH_SECONDS."""
     leftover = memoryview(b"")
     body_done = False
     finished = False
@@ -43,7 +47,10 @@ def in_blocks(receive, size: int):
         parts = [leftover] if leftover else []
         count = len(leftover)
         leftover = memoryview(b"")
+        started = time.monotonic()
         while not body_done and count < size:
+            if parts and time.monotonic() - started >= STREAM_FLUSH_SECONDS:
+                break
             message = await receive()
             if message["type"] != "http.request":
                 return message  # the client left: the request fails, its partial block too

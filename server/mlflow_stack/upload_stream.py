@@ -9,6 +9,7 @@ uploaded against 2.8-3.2 s now (three alternating rounds, docs/performance.md).
 """
 
 import queue
+import time
 from collections.abc import AsyncIterable
 
 from mlflow.exceptions import MlflowException
@@ -20,13 +21,18 @@ STREAM_BLOCK_BYTES = 8 << 20
 STREAM_QUEUE_BLOCKS = 2
 # A client that sends nothing for this long has gone; the upload is aborted.
 STREAM_IDLE_SECONDS = 600
+# A block gathers a slow client's bytes for at most about this long, then goes on short:
+# the idle limit above counts from the client's last bytes, not from its last full part.
+STREAM_FLUSH_SECONDS = 5
 
 
 async def blocks_of(chunks: AsyncIterable[bytes], size: int) -> AsyncIterable[bytes]:
-    """The chunks' bytes as blocks of exactly ``size`` bytes (the last one shorter), each
-    joined once from the chunks that make it up."""
+    """The chunks' bytes as blocks of exactly ``size`` bytes, each joined once from the
+    chunks that make it up; shorter at the end, and when the chunks come so slowly that
+    a block has gathered for STREAM_FLUSH_SECONDS."""
     parts = []
     count = 0
+    started = 0.0
     async for chunk in chunks:
         if not parts and len(chunk) == size and isinstance(chunk, bytes):
             yield chunk  # already one block (upload_body.py): passed on without a copy
@@ -41,8 +47,14 @@ async def blocks_of(chunks: AsyncIterable[bytes], size: int) -> AsyncIterable[by
             count = 0
             view = view[take:]
         if view:
+            if not parts:
+                started = time.monotonic()
             parts.append(view)
             count += len(view)
+        if parts and time.monotonic() - started >= STREAM_FLUSH_SECONDS:
+            yield b"".join(parts)
+            parts.clear()
+            count = 0
     if parts:
         yield b"".join(parts)
 

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from mlflow_stack import upload_body
 from mlflow_stack.upload_body import UploadBodyBlocks, in_blocks
 
 UPLOAD = "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.bin"
@@ -98,3 +99,29 @@ def test_only_artifact_uploads_are_gathered(method, path, wrapped):
     asyncio.run(UploadBodyBlocks(app, 100)({"type": "http", "method": method, "path": path},
                                            original, None))
     assert (seen["receive"] is not original) == wrapped
+
+
+class _Clock:
+    """Seconds that pass only when the test's client sends a piece."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_a_slow_clients_blocks_go_on_short_instead_of_waiting_for_a_whole_part(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(upload_body, "time", clock)
+    data = os.urandom(95)
+    pieces = [{"type": "http.request", "body": data[at:at + 10], "more_body": at + 10 < 95}
+              for at in range(0, 95, 10)]
+
+    async def receive():  # a piece every 2 s
+        clock.now += 2
+        return pieces.pop(0)
+
+    bodies = [m["body"] for m in _received(in_blocks(receive, 100))]
+    assert b"".join(bodies) == data
+    assert len(bodies) > 1 and all(len(body) < 100 for body in bodies), [len(b) for b in bodies]

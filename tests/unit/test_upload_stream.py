@@ -10,6 +10,7 @@ import threading
 import pytest
 from mlflow.exceptions import MlflowException
 
+from mlflow_stack import upload_stream
 from mlflow_stack.upload_stream import BlockPipe, UploadAborted, blocks_of
 
 
@@ -109,3 +110,28 @@ def test_a_failed_upload_stops_the_request():
     pipe.close()  # what the upload thread does when S3 fails
     with pytest.raises(UploadAborted):
         pipe.put(b"x")
+
+
+def test_a_slow_clients_blocks_go_on_short(monkeypatch):
+    """The pipe's idle limit must count from the client's last bytes, not its last part."""
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(upload_stream, "time", clock)
+    data = os.urandom(95)
+
+    async def slow():  # 10 bytes every 2 s
+        for at in range(0, 95, 10):
+            clock.now += 2
+            yield data[at:at + 10]
+
+    async def collect():
+        return [block async for block in blocks_of(slow(), 100)]
+
+    blocks = asyncio.run(collect())
+    assert b"".join(blocks) == data
+    assert len(blocks) > 1 and all(len(block) < 100 for block in blocks), [len(b) for b in blocks]
