@@ -12,9 +12,9 @@ untouched; a client that goes away mid-block is passed on at once as a disconnec
 slow client's block goes on short after STREAM_FLUSH_SECONDS rather than waiting for 8 MiB.
 """
 
-import time
+import collections
 
-from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, STREAM_FLUSH_SECONDS
+from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, BlockGatherer
 
 # MLflow's artifact upload route (mlflow/server/artifact_router.py), under /api and /ajax-api.
 UPLOAD_PATH_PART = "/2.0/mlflow-artifacts/artifacts/"
@@ -33,38 +33,27 @@ class UploadBodyBlocks:
 
 
 def in_blocks(receive, size: int):
-    """An ASGI receive that returns the body as blocks of exactly ``size`` bytes, each
-    joined once from the pieces ``receive`` returns; shorter at the end, and when a slow
-    client's block has gathered for STREAM_FLUSH_SECONDS."""
-    leftover = memoryview(b"")
+    """An ASGI receive that returns the body as blocks of exactly ``size`` bytes
+    (upload_stream.BlockGatherer); shorter at the end, and when a slow client's block has
+    gathered for STREAM_FLUSH_SECONDS."""
+    gatherer = BlockGatherer(size)
+    ready = collections.deque()
     body_done = False
-    finished = False
 
     async def receive_block():
-        nonlocal leftover, body_done, finished
-        if finished:
+        nonlocal body_done
+        if body_done and not ready:
             return await receive()  # after the body: the disconnect, when it comes
-        parts = [leftover] if leftover else []
-        count = len(leftover)
-        leftover = memoryview(b"")
-        started = time.monotonic()
-        while not body_done and count < size:
-            if parts and time.monotonic() - started >= STREAM_FLUSH_SECONDS:
-                break
+        while not ready and not body_done:
             message = await receive()
             if message["type"] != "http.request":
                 return message  # the client left: the request fails, its partial block too
-            body = message.get("body", b"")
+            ready.extend(gatherer.add(message.get("body", b"")))
             body_done = not message.get("more_body", False)
-            if body:
-                # Views must not see a buffer the server reuses.
-                parts.append(memoryview(body if isinstance(body, bytes) else bytes(body)))
-                count += len(body)
-        if count > size:
-            last = parts[-1]
-            cut = len(last) - (count - size)
-            parts[-1], leftover = last[:cut], last[cut:]
-        finished = body_done and not leftover
-        return {"type": "http.request", "body": b"".join(parts), "more_body": not finished}
+            if body_done or gatherer.overdue():
+                if block := gatherer.rest():
+                    ready.append(block)
+        block = ready.popleft() if ready else b""  # b"": the body was empty
+        return {"type": "http.request", "body": block, "more_body": not (body_done and not ready)}
 
     return receive_block

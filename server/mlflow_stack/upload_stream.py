@@ -26,37 +26,59 @@ STREAM_IDLE_SECONDS = 600
 STREAM_FLUSH_SECONDS = 5
 
 
-async def blocks_of(chunks: AsyncIterable[bytes], size: int) -> AsyncIterable[bytes]:
-    """The chunks' bytes as blocks of exactly ``size`` bytes, each joined once from the
-    chunks that make it up; shorter at the end, and when the chunks come so slowly that
-    a block has gathered for STREAM_FLUSH_SECONDS."""
-    parts = []
-    count = 0
-    started = 0.0
-    async for chunk in chunks:
-        if not parts and len(chunk) == size and isinstance(chunk, bytes):
-            yield chunk  # already one block (upload_body.py): passed on without a copy
-            continue
-        # The views below outlive this step: they must not see a buffer that is reused.
+class BlockGatherer:
+    """Gathers chunks of bytes into blocks of exactly ``size`` bytes, each joined once from
+    the chunks that make it up (a chunk that is already one block is passed on as it is)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._parts = []
+        self._count = 0
+        self._started = 0.0
+
+    def add(self, chunk) -> list[bytes]:
+        """The blocks this chunk completes."""
+        if not self._parts and len(chunk) == self.size and isinstance(chunk, bytes):
+            return [chunk]  # already one block (upload_body.py): passed on without a copy
+        # The views below outlive this call: they must not see a buffer that is reused.
         view = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
-        while count + len(view) >= size:
-            take = size - count
-            parts.append(view[:take])
-            yield b"".join(parts)
-            parts.clear()
-            count = 0
+        blocks = []
+        while self._count + len(view) >= self.size:
+            take = self.size - self._count
+            self._parts.append(view[:take])
+            blocks.append(self.rest())
             view = view[take:]
         if view:
-            if not parts:
-                started = time.monotonic()
-            parts.append(view)
-            count += len(view)
-        if parts and time.monotonic() - started >= STREAM_FLUSH_SECONDS:
-            yield b"".join(parts)
-            parts.clear()
-            count = 0
-    if parts:
-        yield b"".join(parts)
+            if not self._parts:
+                self._started = time.monotonic()
+            self._parts.append(view)
+            self._count += len(view)
+        return blocks
+
+    def overdue(self) -> bool:
+        """A block has gathered for STREAM_FLUSH_SECONDS: a slow client's, to go on short."""
+        return bool(self._parts) and time.monotonic() - self._started >= STREAM_FLUSH_SECONDS
+
+    def rest(self) -> bytes:
+        """What has gathered so far, as one (short) block; b"" when nothing has."""
+        block = b"".join(self._parts)
+        self._parts.clear()
+        self._count = 0
+        return block
+
+
+async def blocks_of(chunks: AsyncIterable[bytes], size: int) -> AsyncIterable[bytes]:
+    """The chunks' bytes as blocks of exactly ``size`` bytes (BlockGatherer); shorter at the
+    end, and when the chunks come so slowly that a block has gathered for
+    STREAM_FLUSH_SECONDS."""
+    gatherer = BlockGatherer(size)
+    async for chunk in chunks:
+        for block in gatherer.add(chunk):
+            yield block
+        if gatherer.overdue():
+            yield gatherer.rest()
+    if block := gatherer.rest():
+        yield block
 
 
 class UploadAborted(Exception):

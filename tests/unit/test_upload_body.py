@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from mlflow_stack import upload_body
+from mlflow_stack import upload_stream
 from mlflow_stack.upload_body import UploadBodyBlocks, in_blocks
 
 UPLOAD = "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model.bin"
@@ -113,7 +113,7 @@ class _Clock:
 
 def test_a_slow_clients_blocks_go_on_short_instead_of_waiting_for_a_whole_part(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(upload_body, "time", clock)
+    monkeypatch.setattr(upload_stream, "time", clock)  # BlockGatherer's clock
     data = os.urandom(95)
     pieces = [{"type": "http.request", "body": data[at:at + 10], "more_body": at + 10 < 95}
               for at in range(0, 95, 10)]
