@@ -25,7 +25,6 @@ import gc
 import logging
 import os
 
-STREAM_CHUNK_BYTES = 1 << 20
 DOWNLOAD_PATHS = (
     "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
     "/ajax-api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
@@ -127,7 +126,7 @@ def _streaming_download(mlflow_endpoint):
             return await mlflow_endpoint(artifact_path)
         try:
             path = _get_workspace_scoped_repo_path_if_enabled(validate_path_is_safe(artifact_path))
-            size, chunks = await asyncio.to_thread(repo.open_stream, path, STREAM_CHUNK_BYTES)
+            size, chunks = await asyncio.to_thread(repo.open_stream, path)
         except MlflowException as e:
             return JSONResponse(status_code=e.get_http_status_code(),
                                 content=json.loads(e.serialize_as_json()))

@@ -48,6 +48,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, StreamUploadMixin
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
 
+from mlflow_stack.download_stream import growing_chunks
 from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, BlockPipe, UploadAborted, blocks_of
 
 # S3 error codes (HEAD requests carry only the HTTP status) that mean "bad request", not
@@ -228,10 +229,11 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
             raise e
         await uploading
 
-    def open_stream(self, artifact_path: str, chunk_bytes: int):
+    def open_stream(self, artifact_path: str):
         """(size, an iterator of the object's bytes) for the streaming download route
-        (app.py). A failure half-way raises from the iterator, so the server drops the
-        connection and the client, which was told the size, sees a short transfer."""
+        (app.py), in download_stream's chunks. A failure half-way raises from the iterator,
+        so the server drops the connection and the client, which was told the size, sees a
+        short transfer."""
         bucket, key = self._s3.parse_s3_compliant_uri(self.artifact_uri)
         key = posixpath.join(key, artifact_path)
         with _request_errors(artifact_path):
@@ -241,7 +243,7 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
         def chunks():
             try:
                 with _request_errors(artifact_path):
-                    yield from body.iter_chunks(chunk_bytes)
+                    yield from growing_chunks(body)
             finally:
                 body.close()
 
