@@ -3,9 +3,9 @@ failed logins limited (login_limit.py), requests counted for Prometheus (metrics
 artifact uploads passed on in blocks of one S3 part (upload_body.py), leaner permission
 lookups (auth_lookups.py), model-link redaction run only when it could change a response
 (model_link_redaction.py), tags loaded with SQLAlchemy's selectin loader
-(eager_loading.py), metric batches written in two statements (metric_writes.py), run
-searches without a needless DISTINCT (search_distinct.py) and the UI's files sent
-gzip-compressed (compressed_static.py).
+(eager_loading.py), metric batches written in two statements with the run checked once
+(metric_writes.py), run searches without a needless DISTINCT (search_distinct.py) and the
+UI's files sent gzip-compressed (compressed_static.py).
 
 MLflow's download route (mlflow/server/artifact_router.py) copies the whole object from S3
 into a temporary file before it sends the first byte: a 1 GiB artifact waited ~2 s for

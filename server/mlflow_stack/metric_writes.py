@@ -20,9 +20,20 @@ On PostgreSQL the same rows are written here with two statements:
 What stays MLflow's: validation and its messages, the removal of repeated points, the
 NaN and infinity encoding (`sanitize_metric_value`), the check that the run exists and is
 active, locking keys in sorted order, and the deadlock retry around this method. Other
-databases keep MLflow's method. tests/unit/test_metric_writes.py fails when MLflow changes
-the methods this stands in for; tests/e2e/test_23_metric_writes.py writes the same batches
-both ways on the stack's PostgreSQL and compares every row.
+databases keep MLflow's method.
+
+A `log_batch` of metrics alone (no params, tags or model metrics: a training loop's
+calls) checks the run once. MLflow's `log_batch` loads the run and checks that it is active
+in a session of its own, which it keeps open while `_log_metrics` opens a second session
+and checks the same run again before writing: per call two pool checkouts (each with its
+`SELECT 1` ping), two ORM loads of the run and two transactions, 14 statements in all
+with the admin's user row. Here the batch is validated as MLflow's `log_batch` validates
+it and goes straight to `_log_metrics`, whose check in the writing transaction raises the
+same errors for a missing or deleted run. Any other batch is MLflow's.
+
+tests/unit/test_metric_writes.py fails when MLflow changes the methods this stands in
+for; tests/e2e/test_23_metric_writes.py writes the same batches both ways on the stack's
+PostgreSQL and compares every row and error.
 """
 
 import functools
@@ -62,6 +73,28 @@ def log_metrics_once(store, run_id, metrics) -> None:
         session.execute(upsert_latest, [newest[key] for key in sorted(newest)])
 
 
+def log_batch_of_metrics(store, run_id, metrics) -> None:
+    """MLflow's `log_batch(run_id, metrics, [], [])` for metrics without a model, with the
+    run checked once, in the transaction that writes."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+    from mlflow.store.tracking import sqlalchemy_store
+
+    sqlalchemy_store._validate_run_id(run_id)
+    metrics, params, tags = sqlalchemy_store._validate_batch_log_data(metrics, [], [])
+    sqlalchemy_store._validate_batch_log_limits(metrics, params, tags)
+    try:
+        store._log_metrics(run_id, metrics)
+    except MlflowException:
+        raise
+    except Exception as e:
+        raise MlflowException(e, INTERNAL_ERROR) from e
+
+
+def _metrics_alone(metrics, params, tags) -> bool:
+    return not params and not tags and all(m.model_id is None for m in metrics)
+
+
 @functools.cache
 def _statements():
     """Built once per process: building them took a sixth of this module's time."""
@@ -85,12 +118,14 @@ def _order(point) -> tuple:
 
 
 def install() -> bool:
-    """Route the SQLAlchemy store's metric writes through log_metrics_once on PostgreSQL.
-    False when MLflow's store no longer has the method this replaces."""
+    """Route the SQLAlchemy store's metric writes through log_metrics_once, and its batches
+    of metrics alone through log_batch_of_metrics, on PostgreSQL. False when MLflow's store
+    no longer has the methods this replaces."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     original = getattr(SqlAlchemyStore, "_log_metrics_once", None)
-    if original is None:
+    original_batch = getattr(SqlAlchemyStore, "log_batch", None)
+    if original is None or original_batch is None:
         return False
     if getattr(original, _MARK, False):
         return True
@@ -101,6 +136,14 @@ def install() -> bool:
             return original(self, run_id, metrics)
         return log_metrics_once(self, run_id, metrics)
 
-    setattr(_log_metrics_once, _MARK, True)
+    @functools.wraps(original_batch)
+    def log_batch(self, run_id, metrics, params, tags):
+        if self._get_dialect() != "postgresql" or not _metrics_alone(metrics, params, tags):
+            return original_batch(self, run_id, metrics, params, tags)
+        return log_batch_of_metrics(self, run_id, metrics)
+
+    for replacement in (_log_metrics_once, log_batch):
+        setattr(replacement, _MARK, True)
     SqlAlchemyStore._log_metrics_once = _log_metrics_once
+    SqlAlchemyStore.log_batch = log_batch
     return True

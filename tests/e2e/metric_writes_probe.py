@@ -1,7 +1,9 @@
 """Runs inside the mlflow container (python - < this file): writes the same batches of
-metrics with MLflow's own `_log_metrics_once` and with the stack's
-`metric_writes.log_metrics_once` into two runs each, on the server's database, and prints
-one JSON line per case with both runs' rows and errors."""
+metrics into two runs each on the server's database, once at the level of
+`_log_metrics_once` (MLflow's own against the stack's `metric_writes.log_metrics_once`)
+and once through the whole `log_batch` (MLflow's, then the stack's with
+`metric_writes.install()`), and prints one JSON line per case and level with both runs'
+rows and errors."""
 
 import json
 import math
@@ -9,6 +11,7 @@ import os
 import pathlib
 import random
 import time
+import uuid
 
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
@@ -66,6 +69,7 @@ def cases():
         "a thousand points": [big, list(reversed(big))],
         "an invalid point": [[m("ok", 1.0, 1, 0), Metric("bad", "x", 1, 0)]],
         "a deleted run": "deleted",
+        "a missing run": "missing",
     }
 
 
@@ -86,9 +90,12 @@ def write(store, experiment_id, name, batches, log):
     if batches == "deleted":
         store.delete_run(run_id)
         batches = [[m("x", 1.0, 1, 0)]]
+    elif batches == "missing":
+        run_id = uuid.uuid4().hex
+        batches = [[m("x", 1.0, 1, 0)]]
     for batch in batches:
         try:
-            store._run_with_deadlock_retry(log, store, run_id, batch)
+            log(store, run_id, batch)
         except MlflowException as e:
             errors.append([e.error_code, e.message.replace(run_id, "<run>")])
     return {**rows(store, run_id), "errors": errors}
@@ -103,12 +110,30 @@ def main():
     assert store._get_dialect() == "postgresql"
     mlflows_own = SqlAlchemyStore._log_metrics_once
     experiment_id = store.create_experiment(f"metric-writes-probe-{time.time_ns()}")
-    for name, batches in cases().items():
-        print(json.dumps({
-            "case": name,
-            "mlflow": write(store, experiment_id, name, batches, mlflows_own),
-            "stack": write(store, experiment_id, name, batches, metric_writes.log_metrics_once),
-        }, default=lambda v: None if isinstance(v, float) and math.isnan(v) else str(v)))
+    levels = {
+        "_log_metrics_once": {
+            "mlflow": lambda store, run_id, batch: store._run_with_deadlock_retry(
+                mlflows_own, store, run_id, batch),
+            "stack": lambda store, run_id, batch: store._run_with_deadlock_retry(
+                metric_writes.log_metrics_once, store, run_id, batch),
+        },
+        "log_batch": {
+            "mlflow": lambda store, run_id, batch: store.log_batch(run_id, batch, [], []),
+            "stack": lambda store, run_id, batch: store.log_batch(run_id, batch, [], []),
+        },
+    }
+    results = {}
+    for side in ("mlflow", "stack"):  # the stack's log_batch once MLflow's has written
+        if side == "stack":
+            assert metric_writes.install()
+        for level, log in levels.items():
+            for name, batches in cases().items():
+                results.setdefault((level, name), {})[side] = write(
+                    store, experiment_id, name, batches, log[side])
+    for (level, name), sides in results.items():
+        print(json.dumps({"level": level, "case": name, **sides},
+                         default=lambda v: None if isinstance(v, float) and math.isnan(v)
+                         else str(v)))
 
 
 main()
