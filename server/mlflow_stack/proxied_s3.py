@@ -139,14 +139,24 @@ def _s3_client(endpoint_url, addressing_style):
     )
 
 
+# s3transfer's parts an upload may hold in memory before they are sent (its default is 10).
+# Measured with 1 GiB uploads from MLflow's client, alternating: with 10 the mlflow
+# container grew by 162-174 MiB during an upload, with 4 by 113-114 MiB, at the same speed
+# (224-284 against 225-282 MiB/s); with 2 by 80-87 MiB, but slower.
+UPLOAD_PARTS_IN_MEMORY = 4
+
+
 # s3transfer's part size is the pipe's block size, so each part is a block as it was put.
 @functools.cache
 def _transfer_config():
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(
+    config = TransferConfig(
         multipart_threshold=STREAM_BLOCK_BYTES, multipart_chunksize=STREAM_BLOCK_BYTES
     )
+    # s3transfer's own setting, which boto3's TransferConfig does not take as an argument.
+    config.max_in_memory_upload_chunks = UPLOAD_PARTS_IN_MEMORY
+    return config
 
 
 class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):

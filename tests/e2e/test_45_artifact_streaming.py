@@ -48,6 +48,27 @@ def test_upload_went_into_an_s3_multipart_upload(stack, artifact):
     assert "-" in stat["etag"], stat["etag"]
 
 
+UPLOAD_PARTS_HELD = """
+import inspect, json
+import mlflow.store.artifact.artifact_repository_registry  # as the server imports it
+import s3transfer.manager
+from mlflow_stack import proxied_s3
+manager = inspect.getsource(s3transfer.manager.TransferManager)
+print(json.dumps({"held": proxied_s3._transfer_config().max_in_memory_upload_chunks,
+                  "set": proxied_s3.UPLOAD_PARTS_IN_MEMORY,
+                  "read_by_s3transfer": "config.max_in_memory_upload_chunks" in manager}))
+"""
+
+
+def test_an_upload_holds_only_a_few_parts_in_memory(stack):
+    """s3transfer keeps up to 10 parts of 8 MiB per upload by default; the stack sets fewer
+    on the config, a setting boto3's TransferConfig does not take as an argument. Fails
+    when s3transfer stops reading it from the config."""
+    out = json.loads(stack.exec("mlflow", "python", "-c", UPLOAD_PARTS_HELD).splitlines()[-1])
+    assert out["read_by_s3transfer"], "s3transfer no longer reads max_in_memory_upload_chunks"
+    assert out["held"] == out["set"] <= 4, out
+
+
 @pytest.mark.parametrize("prefix", DOWNLOAD_PREFIXES)
 def test_download_streams_with_its_length(stack, admin, artifact, prefix):
     with requests.get(f"{stack.url}{prefix}/{artifact['key']}", auth=admin, stream=True,
