@@ -89,10 +89,10 @@ def write(store, experiment_id, name, batches, log):
     errors = []
     if batches == "deleted":
         store.delete_run(run_id)
-        batches = [[m("x", 1.0, 1, 0)]]
+        batches = [[m("x", 1.0, 1, 0)], []]
     elif batches == "missing":
         run_id = uuid.uuid4().hex
-        batches = [[m("x", 1.0, 1, 0)]]
+        batches = [[m("x", 1.0, 1, 0)], []]
     for batch in batches:
         try:
             log(store, run_id, batch)
@@ -117,13 +117,15 @@ def main():
             "stack": lambda store, run_id, batch: store._run_with_deadlock_retry(
                 metric_writes.log_metrics_once, store, run_id, batch),
         },
-        "log_batch": {
-            "mlflow": lambda store, run_id, batch: store.log_batch(run_id, batch, [], []),
-            "stack": lambda store, run_id, batch: store.log_batch(run_id, batch, [], []),
-        },
     }
+    def whole_batch(store, run_id, batch):
+        store.log_batch(run_id, batch, [], [])
+
+    # The same call on both sides: MLflow's log_batch first, then the stack's, put in place
+    # by install() below.
+    levels["log_batch"] = {"mlflow": whole_batch, "stack": whole_batch}
     results = {}
-    for side in ("mlflow", "stack"):  # the stack's log_batch once MLflow's has written
+    for side in ("mlflow", "stack"):
         if side == "stack":
             assert metric_writes.install()
         for level, log in levels.items():

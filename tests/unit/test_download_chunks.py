@@ -17,11 +17,11 @@ def test_first_chunk_then_large_ones_keep_every_byte(total):
     data = os.urandom(total)
     chunks = list(growing_chunks(io.BytesIO(data), 100, 800))
     assert b"".join(chunks) == data
-    sizes = [len(c) for c in chunks]
-    expected = ([min(total, 100)] if total else []) + [800] * ((max(total - 100, 0)) // 800)
-    if total > 100 and (total - 100) % 800:
-        expected.append((total - 100) % 800)
-    assert sizes == expected
+    expected, rest, size = [], total, 100
+    while rest:
+        expected.append(min(size, rest))
+        rest, size = rest - expected[-1], 800
+    assert [len(c) for c in chunks] == expected
 
 
 def test_a_failing_read_is_passed_on_after_the_chunks_before_it():
