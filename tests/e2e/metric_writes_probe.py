@@ -110,6 +110,10 @@ def main():
     assert store._get_dialect() == "postgresql"
     mlflows_own = SqlAlchemyStore._log_metrics_once
     experiment_id = store.create_experiment(f"metric-writes-probe-{time.time_ns()}")
+
+    def whole_batch(store, run_id, batch):
+        store.log_batch(run_id, batch, [], [])
+
     levels = {
         "_log_metrics_once": {
             "mlflow": lambda store, run_id, batch: store._run_with_deadlock_retry(
@@ -117,13 +121,10 @@ def main():
             "stack": lambda store, run_id, batch: store._run_with_deadlock_retry(
                 metric_writes.log_metrics_once, store, run_id, batch),
         },
+        # The same call on both sides: MLflow's log_batch first, then the stack's, put in
+        # place by install() below.
+        "log_batch": {"mlflow": whole_batch, "stack": whole_batch},
     }
-    def whole_batch(store, run_id, batch):
-        store.log_batch(run_id, batch, [], [])
-
-    # The same call on both sides: MLflow's log_batch first, then the stack's, put in place
-    # by install() below.
-    levels["log_batch"] = {"mlflow": whole_batch, "stack": whole_batch}
     results = {}
     for side in ("mlflow", "stack"):
         if side == "stack":
