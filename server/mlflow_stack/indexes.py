@@ -3,6 +3,8 @@
 MLflow's schema has no index that leads with runs.experiment_id: every search_runs call
 (the runs page of the UI, MlflowClient.search_runs) reads and sorts all runs of all
 experiments to return the first page of one (docs/performance.md has the numbers).
+tests/e2e/test_22_run_search.py checks that PostgreSQL can answer MLflow's own statements
+for both orders from these indexes without sorting.
 
 Created with IF NOT EXISTS on every start (after any migration), so they survive
 `mlflow db upgrade` even if a future migration rebuilds a table; CONCURRENTLY, so a start
@@ -15,6 +17,13 @@ import sys
 INDEXES = {
     # search_runs' default order (start_time DESC, run_uuid) within the experiments asked.
     "stack_runs_experiment_start_time": "runs (experiment_id, start_time DESC, run_uuid)",
+    # The same order asked for explicitly (`order_by=["attributes.start_time DESC"]`, which
+    # the UI's runs page always sends): MLflow then sorts by its NULLS-LAST expression
+    # first, which the index above cannot serve, so each visit sorted every run of the
+    # experiment (125 ms at 100,000 runs; with this index 0.1 ms).
+    "stack_runs_experiment_start_time_nulls_last":
+        "runs (experiment_id, (CASE WHEN start_time IS NULL THEN 1 ELSE 0 END), "
+        "start_time DESC, run_uuid)",
 }
 
 
