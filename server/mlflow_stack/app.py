@@ -24,6 +24,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 
 DOWNLOAD_PATHS = (
     "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}",
@@ -39,6 +40,7 @@ def create_app():
     from mlflow.server.auth import create_app as basic_auth_app
 
     app = basic_auth_app()
+    _stack_log_lines()
     from mlflow_stack import auth_lookups
 
     if not auth_lookups.install():
@@ -83,6 +85,22 @@ def create_app():
     gc.collect()
     gc.freeze()
     return app
+
+
+def _stack_log_lines() -> None:
+    """The stack's own log lines in a worker, formatted and filtered as MLflow's are (time,
+    level, logger name; MLFLOW_LOGGING_LEVEL). Without a handler Python would print the
+    bare message of a warning and drop everything below it."""
+    from mlflow.utils.logging_utils import LOGGING_DATETIME_FORMAT, LOGGING_LINE_FORMAT
+
+    stack_logger = logging.getLogger("mlflow_stack")
+    if stack_logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOGGING_LINE_FORMAT, LOGGING_DATETIME_FORMAT))
+    stack_logger.addHandler(handler)
+    stack_logger.setLevel(logging.getLogger("mlflow").getEffectiveLevel())
+    stack_logger.propagate = False
 
 
 def _replace_download_routes(router) -> int:

@@ -11,9 +11,11 @@ bytes then travel through the tracking server, which is the only holder of S3 ke
 
 It also answers S3 errors that the request caused (a missing object, a name MinIO refuses
 such as ``..\\x``) with 404/400 instead of MLflow's generic 500, and an unreachable
-artifact store (MinIO stopped or restarting) with 503 and a message. Any other S3 failure
-becomes a JSON 500 with a message: an exception that escapes MLflow's handlers makes the
-server drop the client's connection without a response (tests/e2e/test_88_faults.py).
+artifact store (MinIO stopped or restarting) with 503 and a message, and MinIO refusing the
+server's own keys with a 500 that says who must fix what. Any other S3 failure becomes a
+JSON 500 with a message: an exception that escapes MLflow's handlers makes the server drop
+the client's connection without a response (tests/e2e/test_88_faults.py). Each of these
+server-side failures, and an upload cut off before its end, is also logged.
 
 Uploads stream from the request straight into an S3 multipart upload (MLflow's
 ``StreamUploadMixin``): no temporary copy of the body on the server's disk, memory bounded
@@ -28,6 +30,7 @@ own timeout, so the laptop saw a hang instead of the 503).
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import posixpath
 import re
@@ -40,6 +43,7 @@ from botocore.exceptions import HTTPClientError
 from mlflow.environment_variables import MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE, MLFLOW_S3_ENDPOINT_URL
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
@@ -47,6 +51,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.store.artifact.artifact_repo import ArtifactRepository, StreamUploadMixin
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+from starlette.requests import ClientDisconnect
 
 from mlflow_stack.download_stream import growing_chunks
 from mlflow_stack.upload_stream import STREAM_BLOCK_BYTES, BlockPipe, UploadAborted, blocks_of
@@ -61,7 +66,14 @@ _REQUEST_ERRORS = {
     "XMinioInvalidObjectNamePrefixSlash": (INVALID_PARAMETER_VALUE, "Invalid artifact path"),
     "KeyTooLongError": (INVALID_PARAMETER_VALUE, "Artifact path too long"),
 }
+# S3 error codes that mean MinIO turned the server's own keys away: its service user was
+# disabled or removed, its secret key changed, or its policy was detached.
+_REFUSED_KEYS = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"}
 _CODE_IN_MESSAGE = re.compile(r"An error occurred \((\w+)\)")
+
+# MLflow's FastAPI artifact routes answer an MlflowException without logging it (its Flask
+# handlers log every 5xx), so the operator would see only the access line's 500 or 503.
+logger = logging.getLogger(__name__)
 
 
 def _s3_error_code(error: BaseException) -> str | None:
@@ -96,11 +108,22 @@ def _request_errors(path):
     except Exception as e:
         if isinstance(e, MlflowException) and e.error_code != "INTERNAL_ERROR":
             raise
-        mapped = _REQUEST_ERRORS.get(_s3_error_code(e) or "")
+        s3_code = _s3_error_code(e) or ""
+        mapped = _REQUEST_ERRORS.get(s3_code)
         if mapped is not None:
             code, text = mapped
             raise MlflowException(f"{text} {path!r}", error_code=code) from e
+        if s3_code in _REFUSED_KEYS:
+            logger.error("artifact %r: MinIO refused the server's S3 keys (%s)", path, e)
+            raise MlflowException(
+                f"The artifact store refused the tracking server's S3 keys ({e}). An operator "
+                "must make the server's keys and MinIO's service user for MLflow match again; "
+                "with Docker Compose, `docker compose up -d` re-applies that user "
+                "(docker compose logs minio-init).",
+                error_code=INTERNAL_ERROR,
+            ) from e
         if _unreachable(e):
+            logger.warning("artifact %r: the artifact store is unreachable (%s)", path, e)
             raise MlflowException(
                 f"The artifact store is unreachable ({e}); check the minio service "
                 "(docker compose ps minio) and retry.",
@@ -108,6 +131,10 @@ def _request_errors(path):
             ) from e
         if isinstance(e, MlflowException):
             raise
+        debug = logger.isEnabledFor(logging.DEBUG)
+        logger.error("artifact %r: artifact store error: %s: %s%s", path, type(e).__name__, e,
+                     "" if debug else " (MLFLOW_LOGGING_LEVEL=DEBUG logs the traceback)",
+                     exc_info=debug)
         raise MlflowException(
             f"Artifact store error for {path!r}: {type(e).__name__}: {e}", error_code=INTERNAL_ERROR
         ) from e
@@ -230,12 +257,22 @@ class ProxiedS3ArtifactRepository(ArtifactRepository, StreamUploadMixin):
         except BaseException as e:
             # The client went away (or the server is stopping): make the upload fail, so
             # no object is completed from part of the body.
+            logger.warning("artifact %r: the upload stopped before the end of its body (%s); "
+                           "nothing was stored", posixpath.join(artifact_path or "",
+                                                                artifact_file_name),
+                           type(e).__name__)
             with contextlib.suppress(UploadAborted):
                 await asyncio.to_thread(
                     pipe.finish, MlflowException(f"upload of {artifact_file_name!r} interrupted")
                 )
             with contextlib.suppress(BaseException):
                 await uploading
+            if isinstance(e, ClientDisconnect):
+                # Nobody is left to read an answer. Raised as it is, it reached uvicorn, which
+                # logged a laptop's Ctrl-C as "Exception in ASGI application" and a
+                # 100-line traceback; the warning above says all there is to say.
+                raise MlflowException(f"upload of {artifact_file_name!r} interrupted: the "
+                                      "client went away", error_code=BAD_REQUEST) from None
             raise e
         await uploading
 

@@ -146,6 +146,7 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
         time.sleep(0.2)
     assert len(acked) >= 5, f"uploads did not work before the fault: {failures[:1]}"
 
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
     stack.compose("stop", "minio", timeout=120)
     stopped_at = time.monotonic()
     # ... and in time: wait for the first failure that started after MinIO was gone.
@@ -175,6 +176,9 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
     body = response.json()
     assert body["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert "artifact store is unreachable" in body["message"], body
+    # ... and the operator reads it in the server's log, not only a 503 in the access log.
+    assert re.search(r"WARNING mlflow_stack\.proxied_s3: artifact 'probe/while-minio-down\.txt'"
+                     r": the artifact store is unreachable", _mlflow_log_since(stack, since))
 
     stack.compose("start", "minio", timeout=120)
     _wait_service_healthy(stack, "minio")
@@ -373,3 +377,57 @@ def test_mlflow_health_while_minio_is_down(stack, client, run_id, tmp_path):
     stack.compose("start", "minio", timeout=120)
     _wait_service_healthy(stack, "minio")
     assert [f.path for f in client.list_artifacts(run_id)] == ["probe.txt"]
+
+
+# --------------------------------------------------------------------------- 6. keys refused
+
+def _mlflow_log_since(stack, since: str) -> str:
+    return stack.compose("logs", "--no-color", "--no-log-prefix", "--since", since,
+                         "mlflow").stdout
+
+
+def test_minio_refusing_the_servers_keys_is_explained_and_logged(stack, admin, client, run_id,
+                                                                 tmp_path):
+    """MinIO turns the server's service user away while the server runs (disabled, or its
+    key changed in MinIO alone): a laptop's upload and download fail at once with a 500
+    that says what is wrong and who must fix it, the operator finds the same in the mlflow
+    service's log (MLflow's artifact routes log nothing themselves), nothing is stored,
+    and `docker compose up -d`, which the message names, brings the user back."""
+    kept = tmp_path / "kept.txt"
+    kept.write_text("stored before")
+    client.log_artifact(run_id, str(kept))
+    base = f"{stack.url}/api/2.0/mlflow-artifacts/artifacts"
+    stored = client.get_run(run_id).info.artifact_uri.split("mlflow-artifacts:/", 1)[1]
+    access_key = stack.secret("minio", "s3_access_key")
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    stack.mc("admin", "user", "disable", "stack", access_key)
+    try:
+        start = time.monotonic()
+        put = requests.put(f"{base}/{stored}/refused.txt", data=b"x", auth=admin,
+                           timeout=REQUEST_TIMEOUT)
+        get = requests.get(f"{base}/{stored}/kept.txt", auth=admin, timeout=REQUEST_TIMEOUT)
+        took = time.monotonic() - start
+    finally:
+        stack.compose("up", "-d", "minio-init", timeout=300)
+    assert took < ERROR_LIMIT_SECONDS
+    for response in (put, get):
+        assert response.status_code == 500, (response.status_code, response.text[:500])
+        body = response.json()
+        assert body["error_code"] == "INTERNAL_ERROR", body
+        assert "refused the tracking server's S3 keys" in body["message"], body
+        assert "InvalidAccessKeyId" in body["message"] and "docker compose up -d" in body[
+            "message"], body
+    log = _mlflow_log_since(stack, since)
+    for name in ("refused.txt", "kept.txt"):
+        assert re.search(r"ERROR mlflow_stack\.proxied_s3: artifact '[^']*/" + re.escape(name)
+                         + r"': MinIO refused the server's S3 keys \(.*InvalidAccessKeyId",
+                         log), log[-3000:]
+    secret_key = stack.secret("minio", "s3_secret_key")
+    for text in (log, put.text, get.text):
+        assert access_key not in text and secret_key not in text
+    # minio-init enabled the user again: the same upload now works, and only it is new.
+    _retry_until_ok(lambda: requests.put(f"{base}/{stored}/refused.txt", data=b"y", auth=admin,
+                                         timeout=REQUEST_TIMEOUT).raise_for_status())
+    assert sorted(f.path for f in client.list_artifacts(run_id)) == ["kept.txt", "refused.txt"]
+    assert requests.get(f"{base}/{stored}/refused.txt", auth=admin,
+                        timeout=REQUEST_TIMEOUT).content == b"y"
