@@ -7,9 +7,8 @@ rows and errors."""
 
 import json
 import math
-import os
-import pathlib
 import random
+import shutil
 import time
 import uuid
 
@@ -17,23 +16,8 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow_stack import metric_writes
+from mlflow_stack.runtime_files import credential_files_for_this_process
 from sqlalchemy import text
-
-
-def server_database():
-    """The backend store URI and PGPASSFILE of the running `mlflow server`."""
-    for proc in pathlib.Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"--backend-store-uri" not in argv:
-                continue
-            environ = dict(item.split(b"=", 1) for item in
-                           (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
-        except OSError:
-            continue
-        return (argv[argv.index(b"--backend-store-uri") + 1].decode(),
-                environ[b"PGPASSFILE"].decode())
-    raise SystemExit("no mlflow server process found")
 
 
 def m(key, value, timestamp, step):
@@ -101,12 +85,10 @@ def write(store, experiment_id, name, batches, log):
     return {**rows(store, run_id), "errors": errors}
 
 
-def main():
-    uri, pgpassfile = server_database()
-    os.environ["PGPASSFILE"] = pgpassfile
+def main(settings):
     # The server's own artifact root (it serves artifacts), so that scripts/gc treats the
     # probe's deleted run like any other.
-    store = SqlAlchemyStore(uri, "mlflow-artifacts:/")
+    store = SqlAlchemyStore(settings.tracking_store_uri(), "mlflow-artifacts:/")
     assert store._get_dialect() == "postgresql"
     mlflows_own = SqlAlchemyStore._log_metrics_once
     experiment_id = store.create_experiment(f"metric-writes-probe-{time.time_ns()}")
@@ -139,4 +121,10 @@ def main():
                          else str(v)))
 
 
-main()
+# The server's settings and this process's own copy of its credential files, as scripts/gc
+# gets them.
+settings, runtime_dir = credential_files_for_this_process("metric-writes-probe")
+try:
+    main(settings)
+finally:
+    shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -9,14 +9,14 @@ can, whatever the size of the table. That keeps the answer independent of how ma
 the test database holds and of its statistics."""
 
 import json
-import os
-import pathlib
+import shutil
 import time
 
 import sqlalchemy
 from mlflow.entities import ViewType
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow_stack import search_distinct
+from mlflow_stack.runtime_files import credential_files_for_this_process
 
 ORDERS = {
     "default": None,  # MlflowClient.search_runs without order_by
@@ -24,26 +24,9 @@ ORDERS = {
 }
 
 
-def server_database():
-    """The backend store URI and PGPASSFILE of the running `mlflow server`."""
-    for proc in pathlib.Path("/proc").glob("[0-9]*"):
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"--backend-store-uri" not in argv:
-                continue
-            environ = dict(item.split(b"=", 1) for item in
-                           (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
-        except OSError:
-            continue
-        return (argv[argv.index(b"--backend-store-uri") + 1].decode(),
-                environ[b"PGPASSFILE"].decode())
-    raise SystemExit("no mlflow server process found")
-
-
-def main():
-    uri, os.environ["PGPASSFILE"] = server_database()
+def main(settings):
     search_distinct.install()
-    store = SqlAlchemyStore(uri, "mlflow-artifacts:/")
+    store = SqlAlchemyStore(settings.tracking_store_uri(), "mlflow-artifacts:/")
     experiment_id = store.create_experiment(f"search-plans-{time.time_ns()}")
     statements = []
 
@@ -70,4 +53,10 @@ def main():
         print(json.dumps({"order": label, "statement": statement, "plan": plan}))
 
 
-main()
+# The server's settings and this process's own copy of its credential files, as scripts/gc
+# gets them.
+settings, runtime_dir = credential_files_for_this_process("search-plans-probe")
+try:
+    main(settings)
+finally:
+    shutil.rmtree(runtime_dir, ignore_errors=True)
