@@ -88,6 +88,17 @@ class Stack:
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--timestamps", check=False).stdout
 
+    @staticmethod
+    def log_mark() -> str:
+        """A moment for service_log(): two seconds ago, in UTC, as `docker compose logs
+        --since` takes it (whole seconds)."""
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+
+    def service_log(self, service: str, since: str) -> str:
+        """One service's log lines since a log_mark(), without Compose's prefixes."""
+        return self.compose("logs", "--no-color", "--no-log-prefix", "--since", since,
+                            service).stdout
+
     def wait_healthy(self, timeout: float, service: str = "mlflow", probe: str | None = None,
                      verify: bool | str = True) -> None:
         probe = probe or f"{self.url}/health"

@@ -121,7 +121,7 @@ def test_upload_cut_off_half_way_stores_nothing(stack, admin, artifact):
     """A client that promises 8 MiB and disconnects after 3 MiB: no object, not a short one,
     and the server logs one line that says so (not a traceback, as for a server fault)."""
     key = f"{artifact['experiment_id']}/{artifact['run_id']}/artifacts/cut-off.bin"
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    since = stack.log_mark()
     url = urlparse(stack.url)
     token = base64.b64encode(f"{admin[0]}:{admin[1]}".encode()).decode()
     head = (f"PUT {DOWNLOAD_PREFIXES[0]}/{key} HTTP/1.1\r\nHost: {url.netloc}\r\n"
@@ -135,8 +135,7 @@ def test_upload_cut_off_half_way_stores_nothing(stack, admin, artifact):
     assert '"key"' not in listing, f"a cut-off upload left an object: {listing}"
     uploads = stack.mc("ls", "--incomplete", "--json", f"stack/mlflow/artifacts/{key}")
     assert '"key"' not in uploads, f"the multipart upload was not aborted: {uploads}"
-    log = stack.compose("logs", "--no-color", "--no-log-prefix", "--since", since,
-                        "mlflow").stdout
+    log = stack.service_log("mlflow", since)
     assert (f"WARNING mlflow_stack.proxied_s3: artifact '{key}': the upload stopped before the "
             "end of its body (ClientDisconnect); nothing was stored") in log, log[-3000:]
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-5000:]

@@ -80,11 +80,6 @@ def _http_status(error: BaseException) -> int | None:
     return int(match.group(1) or match.group(2)) if match else None
 
 
-def _mlflow_log_since(stack, since: str) -> str:
-    return stack.compose("logs", "--no-color", "--no-log-prefix", "--since", since,
-                         "mlflow").stdout
-
-
 def _retry_until_ok(action, limit: float = RECOVERY_LIMIT_SECONDS, pause: float = 2.0):
     """Call action() until it succeeds; returns (seconds it took, result)."""
     start = time.monotonic()
@@ -151,7 +146,7 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
         time.sleep(0.2)
     assert len(acked) >= 5, f"uploads did not work before the fault: {failures[:1]}"
 
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    since = stack.log_mark()
     stack.compose("stop", "minio", timeout=120)
     stopped_at = time.monotonic()
     # ... and in time: wait for the first failure that started after MinIO was gone.
@@ -182,7 +177,7 @@ def test_minio_stopped_while_logging_artifacts(stack, client, run_id, tmp_path):
     assert body["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert "artifact store is unreachable" in body["message"], body
     # ... and the operator reads it in the server's log, not only a 503 in the access log.
-    log = _mlflow_log_since(stack, since)
+    log = stack.service_log("mlflow", since)
     assert re.search(r"WARNING mlflow_stack\.proxied_s3: artifact 'probe/while-minio-down\.txt'"
                      r": the artifact store is unreachable", log), log[-3000:]
 
@@ -400,7 +395,7 @@ def test_minio_refusing_the_servers_keys_is_explained_and_logged(stack, admin, c
     base = f"{stack.url}/api/2.0/mlflow-artifacts/artifacts"
     stored = client.get_run(run_id).info.artifact_uri.split("mlflow-artifacts:/", 1)[1]
     access_key = stack.secret("minio", "s3_access_key")
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    since = stack.log_mark()
     stack.mc("admin", "user", "disable", "stack", access_key)
     try:
         start = time.monotonic()
@@ -418,7 +413,7 @@ def test_minio_refusing_the_servers_keys_is_explained_and_logged(stack, admin, c
         assert "refused the tracking server's S3 keys" in body["message"], body
         assert "InvalidAccessKeyId" in body["message"] and "docker compose up -d" in body[
             "message"], body
-    log = _mlflow_log_since(stack, since)
+    log = stack.service_log("mlflow", since)
     for name in ("refused.txt", "kept.txt"):
         assert re.search(r"ERROR mlflow_stack\.proxied_s3: artifact '[^']*/" + re.escape(name)
                          + r"': MinIO refused the server's S3 keys \(.*InvalidAccessKeyId",
